@@ -1,0 +1,37 @@
+# syntax=docker/dockerfile:1
+# One image for the API, the worker and the migrations (docker-compose.yml picks the command).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN groupadd --system --gid 10001 simflow \
+    && useradd --system --uid 10001 --gid simflow --no-create-home --home-dir /app --shell /usr/sbin/nologin simflow
+
+WORKDIR /app
+
+# Only what the application needs: never the virtualenv, the git history, var/ or a developer's .env.
+# `*.py` takes the top-level modules (worker.py, simflow_cli.py); alembic runs from /app (alembic.ini).
+COPY pyproject.toml alembic.ini *.py ./
+COPY domain ./domain
+COPY workflows ./workflows
+COPY activities ./activities
+COPY integrations ./integrations
+COPY infra ./infra
+COPY api ./api
+COPY simulators ./simulators
+COPY bench ./bench
+COPY migrations ./migrations
+
+# Installs the dependencies and the console scripts; the code runs from /app (templates and static files
+# live next to it). api/static may be empty, hence absent from git: create it while still root.
+RUN pip install . \
+    && rm -rf build ./*.egg-info \
+    && mkdir -p api/static
+
+USER simflow
+
+EXPOSE 8000
+CMD ["uvicorn", "api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

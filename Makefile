@@ -1,0 +1,56 @@
+# simflow — the two commands: `make run` (whole system, embedded default) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck migrations-check test-sqlite test-postgres browser-deps bench crash-drill clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/simflow dev
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy .
+
+migrations-check: $(STAMP)
+	rm -f var/migrations-check.db
+	$(BIN)/alembic -x url=sqlite+aiosqlite:///var/migrations-check.db upgrade head
+	$(BIN)/alembic -x url=sqlite+aiosqlite:///var/migrations-check.db check
+
+# Browser tests drive Debian's chromium; install it when we can (root, apt available).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: browser tests will be skipped"; fi; }
+
+test-sqlite: $(STAMP) browser-deps
+	$(BIN)/pytest -q
+
+test-postgres: $(STAMP)
+	@if [ -n "$$SIMFLOW_TEST_POSTGRES_URL" ]; then \
+	  SIMFLOW_TEST_BACKEND=postgres $(BIN)/pytest -q -m "not browser" tests/e2e tests/api tests/unit/test_migrations.py; \
+	else echo "SIMFLOW_TEST_POSTGRES_URL not set: PostgreSQL run skipped"; fi
+
+test: lint typecheck migrations-check test-sqlite test-postgres
+
+bench: $(STAMP)
+	$(BIN)/simflow bench
+
+crash-drill: $(STAMP)
+	$(BIN)/python -m bench.crash_drill
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,71 @@
+"""FastAPI application factory: `uvicorn api.app:create_app --factory`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import structlog
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.deps import AppState
+from api.problems import install_problem_handlers
+from api.routes import auth, companies, end_users, health, offers, organisations, sims
+from domain.enums import StaffRole
+from domain.models import StaffUser
+from domain.security import hash_password
+from infra.db import create_engine, create_sessionmaker
+from infra.settings import Settings, get_settings
+
+log = structlog.get_logger()
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+async def ensure_bootstrap_admin(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    """The first platform admin comes from SIMFLOW_BOOTSTRAP_ADMIN_EMAIL / _PASSWORD, created once."""
+    email = settings.bootstrap_admin_email.strip().lower()
+    async with sessionmaker.begin() as session:
+        exists = await session.execute(select(StaffUser.id).where(StaffUser.email == email))
+        if exists.first() is None:
+            session.add(
+                StaffUser(
+                    email=email,
+                    full_name="Administrateur plateforme",
+                    password_hash=hash_password(settings.bootstrap_admin_password.get_secret_value()),
+                    role=StaffRole.PLATFORM_ADMIN,
+                )
+            )
+            log.info("auth.bootstrap_admin_created", email=email)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        sessionmaker = create_sessionmaker(engine)
+        app.state.simflow = AppState(settings=settings, engine=engine, sessionmaker=sessionmaker)
+        await ensure_bootstrap_admin(sessionmaker, settings)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="simflow",
+        version="0.1.0",
+        description="Moteur d'opérations pour opérateurs mobiles en marque blanche.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    for module in (health, auth, organisations, companies, end_users, offers, sims):
+        app.include_router(module.router)
+    STATIC_DIR.mkdir(exist_ok=True)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

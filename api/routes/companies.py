@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.authz import Action, Principal, TenantChain, authorize, scope_org_id
+from api.deps import PrincipalDep, SessionDep, StateDep
+from api.schemas import CompanyCreate, CompanyCreated, CompanyOut
+from api.workflows import start_cfast_customer
+from domain.errors import NotFound, PermissionDenied
+from domain.models import Company
+from domain.services.companies import cfast_customer_input, create_company
+from infra.temporal import workflow_ui_url
+from workflows.cfast_customer import workflow_id as cfast_workflow_id
+
+router = APIRouter(prefix="/api/v1/companies", tags=["Entreprises"])
+
+
+def _require_org_level(principal: Principal) -> None:
+    if principal.company_id is not None:
+        raise PermissionDenied(None, "seul le personnel de l'organisation peut créer une entreprise")
+
+
+@router.post("", status_code=201, response_model=CompanyCreated)
+async def create(body: CompanyCreate, principal: PrincipalDep, session: SessionDep, state: StateDep) -> CompanyCreated:
+    _require_org_level(principal)
+    org_id = scope_org_id(principal, body.org_id)
+    authorize(principal, Action.WRITE, TenantChain(org_id=org_id), "organisation")
+    company, site, parc = await create_company(session, org_id=org_id, **body.model_dump(exclude={"org_id"}))
+    data = cfast_customer_input(company, site, parc)
+    company.cfast_workflow_id = cfast_workflow_id(org_id, company.id)
+    await session.commit()  # the workflow's activities read what was just written
+    wf_id = await start_cfast_customer(await state.temporal(), state.settings, data)
+    return CompanyCreated(
+        **CompanyOut.model_validate(company).model_dump(),
+        workflow_id=wf_id,
+        workflow_url=workflow_ui_url(state.settings, wf_id),
+    )
+
+
+@router.get("/{company_id}", response_model=CompanyOut)
+async def get(company_id: str, principal: PrincipalDep, session: SessionDep) -> Company:
+    company = await session.get(Company, company_id)
+    if company is None:
+        raise NotFound(None, "entreprise introuvable")
+    authorize(principal, Action.READ, TenantChain(company.org_id, company.id), "entreprise")
+    return company

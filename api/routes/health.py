@@ -1,0 +1,102 @@
+"""`/healthz`: database, Temporal, worker (task-queue pollers), each external system."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+from api.deps import StateDep
+
+router = APIRouter(tags=["Supervision"])
+
+CHECK_TIMEOUT_S = 3.0
+
+
+async def _timed(name: str, check: Any) -> tuple[str, dict[str, Any]]:
+    started = time.perf_counter()
+    try:
+        detail = await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT_S)
+        result: dict[str, Any] = {"status": "ok", **(detail or {})}
+    except Exception as exc:  # a health check reports every failure rather than raising
+        result = {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:300]}
+    result["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return name, result
+
+
+@router.get("/healthz")
+async def healthz(state: StateDep) -> JSONResponse:
+    settings = state.settings
+
+    async def database() -> dict[str, Any]:
+        async with state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return {"backend": state.engine.dialect.name}
+
+    async def temporal() -> dict[str, Any]:
+        client = await state.temporal()
+        await client.service_client.check_health()
+        return {"address": settings.temporal_address, "namespace": settings.temporal_namespace}
+
+    async def worker() -> dict[str, Any]:
+        client = await state.temporal()
+        response = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=settings.temporal_namespace,
+                task_queue=TaskQueue(name=settings.task_queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            )
+        )
+        now = datetime.now(UTC)
+        recent = [
+            p
+            for p in response.pollers
+            if (now - p.last_access_time.ToDatetime(tzinfo=UTC)).total_seconds() < settings.worker_heartbeat_stale_s
+        ]
+        if not recent:
+            raise RuntimeError(f"no worker polling task queue {settings.task_queue!r}")
+        return {"pollers": len(recent), "task_queue": settings.task_queue}
+
+    async with httpx.AsyncClient(timeout=CHECK_TIMEOUT_S) as http:
+
+        def http_check(url: str, **kwargs: Any) -> Any:
+            async def check() -> dict[str, Any]:
+                response = await http.get(url, **kwargs)
+                response.raise_for_status()
+                return {"url": url.split("?")[0]}
+
+            return check
+
+        async def ocs() -> dict[str, Any]:
+            response = await http.post(settings.ocs_url, json={"method": "APIerSv1.Ping", "params": [{}], "id": 1})
+            response.raise_for_status()
+            if response.json().get("result") != "Pong":
+                raise RuntimeError(f"unexpected answer {response.text[:100]}")
+            return {"url": settings.ocs_url}
+
+        checks = {
+            "database": database,
+            "temporal": temporal,
+            "worker": worker,
+            "cfast": http_check(f"{settings.cfast_url}{settings.cfast_health_path}"),
+            "snaic": http_check(f"{settings.snaic_url}{settings.snaic_health_path}"),
+            "ocs": ocs,
+            "stripe": http_check(
+                f"{settings.stripe_api_base}/v1/customers?limit=1",
+                headers={"Authorization": f"Bearer {settings.stripe_secret_key.get_secret_value()}"},
+            ),
+        }
+        results = dict(await asyncio.gather(*(_timed(name, check) for name, check in checks.items())))
+    healthy = all(r["status"] == "ok" for r in results.values())
+    return JSONResponse(
+        {"status": "ok" if healthy else "degraded", "checks": results}, status_code=200 if healthy else 503
+    )

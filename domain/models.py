@@ -1,0 +1,587 @@
+"""SQLAlchemy 2 models of the whole domain (SPEC §1–2). Money is integer minor units + ISO currency.
+
+Every tenant-owned row carries `org_id` (and `company_id` where it belongs to a company), so the
+tenant chain of any object is one row read away.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from domain.enums import (
+    ApiKeyScope,
+    ArticleKind,
+    AutoRenewMode,
+    CfastSyncStatus,
+    DeploymentKind,
+    DeploymentStatus,
+    ExternalSystem,
+    InvoiceStatus,
+    LineStatus,
+    MajStatus,
+    ParcType,
+    PaymentMethod,
+    PlanType,
+    PoolKind,
+    SimStatus,
+    SimType,
+    StaffRole,
+    SubscriptionKind,
+    WalletOwnerType,
+    WebhookDeliveryStatus,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def enum_column(enum_cls: type[StrEnum]) -> SAEnum:
+    return SAEnum(
+        enum_cls,
+        native_enum=False,
+        create_constraint=False,
+        length=32,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
+
+
+def id_column() -> Mapped[str]:
+    return mapped_column(String(32), primary_key=True, default=new_id)
+
+
+def org_fk() -> Mapped[str]:
+    return mapped_column(String(32), ForeignKey("organisations.id"), index=True)
+
+
+def company_fk(nullable: bool = False) -> Mapped[Any]:
+    return mapped_column(String(32), ForeignKey("companies.id"), index=True, nullable=nullable)
+
+
+class Timestamped:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- Tenancy -------------------------------------------------------------------------------------
+
+
+class Organisation(Timestamped, Base):
+    __tablename__ = "organisations"
+
+    id: Mapped[str] = id_column()
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    siret: Mapped[str | None] = mapped_column(String(14))
+    vat_number: Mapped[str | None] = mapped_column(String(20))
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+    brand_name: Mapped[str | None] = mapped_column(String(200))
+    invoice_footer: Mapped[str | None] = mapped_column(Text)
+    stripe_account_ref: Mapped[str | None] = mapped_column(String(100))
+
+
+class Company(Timestamped, Base):
+    __tablename__ = "companies"
+    __table_args__ = (UniqueConstraint("org_id", "siret"),)
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    name: Mapped[str] = mapped_column(String(200))
+    siret: Mapped[str | None] = mapped_column(String(14))
+    vat_number: Mapped[str | None] = mapped_column(String(20))
+    is_virtual: Mapped[bool] = mapped_column(Boolean, default=False)
+    billing_email: Mapped[str | None] = mapped_column(String(320))
+    address: Mapped[str | None] = mapped_column(Text)
+    customer_reference: Mapped[str] = mapped_column(String(64), unique=True)
+    cfast_customer_id: Mapped[str | None] = mapped_column(String(64))
+    cfast_status: Mapped[CfastSyncStatus] = mapped_column(enum_column(CfastSyncStatus), default=CfastSyncStatus.PENDING)
+    cfast_workflow_id: Mapped[str | None] = mapped_column(String(200))
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(100))
+    stripe_payment_method_id: Mapped[str | None] = mapped_column(String(100))
+
+    billing_sites: Mapped[list[BillingSite]] = relationship(back_populates="company", lazy="raise")
+
+
+class BillingSite(Timestamped, Base):
+    """CFAST level 5000 (billing point)."""
+
+    __tablename__ = "billing_sites"
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str] = company_fk()
+    label: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str | None] = mapped_column(Text)
+    cfast_billing_point_id: Mapped[str | None] = mapped_column(String(64))
+
+    company: Mapped[Company] = relationship(back_populates="billing_sites", lazy="raise")
+
+
+class Parc(Timestamped, Base):
+    """CFAST level 9000 (service site), grouping lines by type."""
+
+    __tablename__ = "parcs"
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str] = company_fk()
+    billing_site_id: Mapped[str] = mapped_column(String(32), ForeignKey("billing_sites.id"), index=True)
+    label: Mapped[str] = mapped_column(String(200))
+    parc_type: Mapped[ParcType] = mapped_column(enum_column(ParcType), default=ParcType.MOBILE)
+    cfast_site_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class EndUser(Timestamped, Base):
+    __tablename__ = "end_users"
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str] = company_fk()
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    totp_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(100))
+    stripe_payment_method_id: Mapped[str | None] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class StaffUser(Timestamped, Base):
+    __tablename__ = "staff_users"
+    __table_args__ = (
+        CheckConstraint(
+            "(role = 'platform_admin' AND org_id IS NULL) OR (role = 'org_staff' AND org_id IS NOT NULL "
+            "AND company_id IS NULL) OR (role = 'company_staff' AND company_id IS NOT NULL AND org_id IS NOT NULL)",
+            name="role_scope",
+        ),
+    )
+
+    id: Mapped[str] = id_column()
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[StaffRole] = mapped_column(enum_column(StaffRole))
+    org_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("organisations.id"), index=True)
+    company_id: Mapped[str | None] = company_fk(nullable=True)
+    permissions: Mapped[list[str]] = mapped_column(default=list)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column()
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    totp_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ApiKey(Timestamped, Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str | None] = company_fk(nullable=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(128))
+    scope: Mapped[ApiKeyScope] = mapped_column(enum_column(ApiKeyScope))
+    expires_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    last_used_at: Mapped[datetime | None] = mapped_column()
+
+
+# --- Offers --------------------------------------------------------------------------------------
+
+
+class Plan(Timestamped, Base):
+    __tablename__ = "plans"
+    __table_args__ = (CheckConstraint("price_minor >= 100", name="price_at_least_one"),)
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str | None] = company_fk(nullable=True)  # None = general (all companies)
+    name: Mapped[str] = mapped_column(String(200))
+    plan_type: Mapped[PlanType] = mapped_column(enum_column(PlanType))
+    subscription_kind: Mapped[SubscriptionKind | None] = mapped_column(enum_column(SubscriptionKind))
+    price_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    prorated: Mapped[bool] = mapped_column(Boolean, default=False)
+    data_allowance_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    validity_days: Mapped[int] = mapped_column(Integer, default=30)
+    carrier: Mapped[str] = mapped_column(String(50))
+    esim_store: Mapped[bool] = mapped_column(Boolean, default=False)
+    auto_renew_mode: Mapped[AutoRenewMode] = mapped_column(enum_column(AutoRenewMode), default=AutoRenewMode.PROMPT)
+    price_per_mb_by_country: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    tags: Mapped[list[str]] = mapped_column(default=list)
+
+
+class CatalogueArticle(Timestamped, Base):
+    __tablename__ = "catalogue_articles"
+    __table_args__ = (
+        UniqueConstraint("org_id", "code"),
+        CheckConstraint("sale_price_minor >= 0 AND purchase_price_minor >= 0", name="prices_not_negative"),
+    )
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    code: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[ArticleKind] = mapped_column(enum_column(ArticleKind))
+    sale_price_minor: Mapped[int] = mapped_column(BigInteger)
+    purchase_price_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    data_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    category: Mapped[str] = mapped_column(String(100), default="Mobile")
+    carrier: Mapped[str | None] = mapped_column(String(50))
+    white_label: Mapped[str | None] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Pool(Timestamped, Base):
+    __tablename__ = "pools"
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str] = company_fk()
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[PoolKind] = mapped_column(enum_column(PoolKind))
+    price_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    data_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+
+
+# --- Inventory and lines -------------------------------------------------------------------------
+
+
+class SimCard(Timestamped, Base):
+    __tablename__ = "sim_cards"
+    __table_args__ = (Index("ix_sim_cards_org_status", "org_id", "status"),)
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    iccid: Mapped[str] = mapped_column(String(20), unique=True)
+    imsi: Mapped[str] = mapped_column(String(15), unique=True)
+    puk1: Mapped[str | None] = mapped_column(String(16))
+    puk2: Mapped[str | None] = mapped_column(String(16))
+    carrier: Mapped[str] = mapped_column(String(50))
+    is_esim: Mapped[bool] = mapped_column(Boolean, default=False)
+    activation_code: Mapped[str | None] = mapped_column(String(255))
+    sim_type: Mapped[SimType] = mapped_column(enum_column(SimType), default=SimType.PREPAID)
+    status: Mapped[SimStatus] = mapped_column(enum_column(SimStatus), default=SimStatus.PENDING)
+    company_id: Mapped[str | None] = company_fk(nullable=True)
+    end_user_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("end_users.id"))
+    plan_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("plans.id"))
+    pool_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("pools.id"))
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    note: Mapped[str | None] = mapped_column(Text)
+    imei: Mapped[str | None] = mapped_column(String(16))
+    in_session: Mapped[bool | None] = mapped_column(Boolean)
+    remaining_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    remaining_days: Mapped[int | None] = mapped_column(Integer)
+    month_usage_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    import_batch: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SimChange(Base):
+    """The SIM change journal (seed 000 "Journal"): date, field, old value, new value, actor."""
+
+    __tablename__ = "sim_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sim_id: Mapped[str] = mapped_column(String(32), ForeignKey("sim_cards.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    field: Mapped[str] = mapped_column(String(64))
+    old_value: Mapped[str | None] = mapped_column(Text)
+    new_value: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(320))
+
+
+class Line(Timestamped, Base):
+    __tablename__ = "lines"
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str] = company_fk()
+    sim_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("sim_cards.id"), index=True)
+    end_user_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("end_users.id"))
+    msisdn: Mapped[str] = mapped_column(String(20), index=True)
+    billing_site_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("billing_sites.id"))
+    parc_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("parcs.id"))
+    plan_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("plans.id"))
+    status: Mapped[LineStatus] = mapped_column(enum_column(LineStatus), default=LineStatus.UNDER_CONSTRUCTION)
+    hide_called_numbers: Mapped[bool] = mapped_column(Boolean, default=True)
+    cfast_service_id: Mapped[str | None] = mapped_column(String(64))
+    cfast_service_label: Mapped[str | None] = mapped_column(String(64))
+    snaic_line_id: Mapped[str | None] = mapped_column(String(64))
+    ocs_account: Mapped[str | None] = mapped_column(String(64))
+    next_renewal_on: Mapped[date | None] = mapped_column(Date)
+    periodic_options: Mapped[list[str]] = mapped_column(default=list)
+
+
+# --- Money ---------------------------------------------------------------------------------------
+
+
+class Wallet(Timestamped, Base):
+    __tablename__ = "wallets"
+    __table_args__ = (UniqueConstraint("owner_type", "owner_id"),)
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str] = company_fk()
+    owner_type: Mapped[WalletOwnerType] = mapped_column(enum_column(WalletOwnerType))
+    owner_id: Mapped[str] = mapped_column(String(32))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    min_balance_minor: Mapped[int] = mapped_column(BigInteger, default=0)  # may be negative
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+
+
+class WalletEntry(Base):
+    """Append-only ledger: the balance is the sum of entries. `reference` makes each movement idempotent."""
+
+    __tablename__ = "wallet_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    wallet_id: Mapped[str] = mapped_column(String(32), ForeignKey("wallets.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)  # credit > 0, debit < 0
+    kind: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(String(300), default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Transaction(Timestamped, Base):
+    """Charges positive, credits negative; only uninvoiced ones can be voided."""
+
+    __tablename__ = "transactions"
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str] = company_fk()
+    line_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("lines.id"))
+    reference: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(String(300))
+    retail_minor: Mapped[int] = mapped_column(BigInteger)
+    wholesale_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    tax_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    invoice_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("invoices.id"))
+    voided: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class InvoiceCounter(Base):
+    """Gapless invoice numbering per organisation: incremented in the transaction that issues the invoice."""
+
+    __tablename__ = "invoice_counters"
+
+    org_id: Mapped[str] = mapped_column(String(32), ForeignKey("organisations.id"), primary_key=True)
+    last_number: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Invoice(Timestamped, Base):
+    __tablename__ = "invoices"
+    __table_args__ = (UniqueConstraint("org_id", "number"),)
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str] = company_fk()
+    number: Mapped[int] = mapped_column(Integer)
+    reference: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[InvoiceStatus] = mapped_column(enum_column(InvoiceStatus), default=InvoiceStatus.ISSUED)
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    tax_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    payment_reference: Mapped[str | None] = mapped_column(String(100))
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Payment(Timestamped, Base):
+    __tablename__ = "payments"
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str] = company_fk()
+    invoice_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("invoices.id"))
+    method: Mapped[PaymentMethod] = mapped_column(enum_column(PaymentMethod))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    status: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[str] = mapped_column(String(200), unique=True)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+
+
+class Refund(Timestamped, Base):
+    __tablename__ = "refunds"
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    payment_id: Mapped[str] = mapped_column(String(32), ForeignKey("payments.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    reference: Mapped[str] = mapped_column(String(200), unique=True)
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    status: Mapped[str] = mapped_column(String(32))
+
+
+# --- Deployments and update (MAJ) records --------------------------------------------------------
+
+
+class Deployment(Timestamped, Base):
+    """A change order on one or more lines (seed 003 "déploiement"), executed by a workflow."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str] = company_fk()
+    kind: Mapped[DeploymentKind] = mapped_column(enum_column(DeploymentKind))
+    status: Mapped[DeploymentStatus] = mapped_column(enum_column(DeploymentStatus), default=DeploymentStatus.PENDING)
+    category: Mapped[str] = mapped_column(String(100), default="Mobile")
+    partner: Mapped[str | None] = mapped_column(String(100))
+    collecting_operator: Mapped[str | None] = mapped_column(String(100))
+    workflow_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_by: Mapped[str] = mapped_column(String(320))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DeploymentItem(Base):
+    __tablename__ = "deployment_items"
+
+    id: Mapped[str] = id_column()
+    deployment_id: Mapped[str] = mapped_column(String(32), ForeignKey("deployments.id"), index=True)
+    line_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("lines.id"))
+    article_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("catalogue_articles.id"))
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+    amount_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+
+
+class UpdateRecord(Base):
+    """One push to an external system (seed 003 "MAJ"): what was sent, the answer, ids obtained, errors."""
+
+    __tablename__ = "update_records"
+    __table_args__ = (UniqueConstraint("reference"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str | None] = company_fk(nullable=True)
+    deployment_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("deployments.id"), index=True)
+    line_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("lines.id"), index=True)
+    workflow_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    reference: Mapped[str] = mapped_column(String(250))
+    system: Mapped[ExternalSystem] = mapped_column(enum_column(ExternalSystem))
+    operation: Mapped[str] = mapped_column(String(64))
+    status: Mapped[MajStatus] = mapped_column(enum_column(MajStatus))
+    sent: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    answer: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    ids_obtained: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- Automation, webhooks, audit -----------------------------------------------------------------
+
+
+class Rule(Timestamped, Base):
+    __tablename__ = "rules"
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str | None] = company_fk(nullable=True)
+    name: Mapped[str] = mapped_column(String(200))
+    entity: Mapped[str] = mapped_column(String(32))  # sim_card | pool | wallet
+    period: Mapped[str] = mapped_column(String(32))  # billing_cycle | permanent | recharge_cycle
+    trigger: Mapped[str] = mapped_column(String(64))
+    plan_type: Mapped[str | None] = mapped_column(String(32))
+    condition: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    action: Mapped[str] = mapped_column(String(32))  # notify | webhook | suspend | activate | auto_top_up
+    action_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class WebhookEndpoint(Timestamped, Base):
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    url: Mapped[str] = mapped_column(String(2000))
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    validated_at: Mapped[datetime | None] = mapped_column()
+
+
+class WebhookDelivery(Timestamped, Base):
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("endpoint_id", "event_id"),)
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    endpoint_id: Mapped[str] = mapped_column(String(32), ForeignKey("webhook_endpoints.id"), index=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[WebhookDeliveryStatus] = mapped_column(
+        enum_column(WebhookDeliveryStatus), default=WebhookDeliveryStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column()
+
+
+class AuditLog(Base):
+    """Append-only, hash-chained: each row's hash covers its content and the previous row's hash."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(320))
+    org_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    company_id: Mapped[str | None] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str | None] = mapped_column(String(200))
+    result: Mapped[str] = mapped_column(String(32))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    workflow_id: Mapped[str | None] = mapped_column(String(200))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -1,0 +1,40 @@
+"""structlog configuration: console in development, JSON when SIMFLOW_LOG_JSON=1; secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = re.compile(r"(password|secret|token|puk|api_key|authorization|totp)", re.IGNORECASE)
+
+
+def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in list(event_dict):
+        if _SECRET_KEYS.search(key):
+            event_dict[key] = "***"
+    return event_dict
+
+
+def configure_logging(level: str | None = None) -> None:
+    level_name = (level or os.environ.get("SIMFLOW_LOG_LEVEL", "INFO")).upper()
+    logging.basicConfig(level=level_name, format="%(message)s")
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if os.environ.get("SIMFLOW_LOG_JSON") == "1"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            _redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level_name)),
+    )
