@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.deps import AppState
 from api.problems import install_problem_handlers
-from api.routes import auth, companies, end_users, health, offers, organisations, sims
+from api.routes import auth, companies, end_users, health, offers, organisations, sims, snaic
 from domain.enums import StaffRole
 from domain.models import StaffUser
 from domain.security import hash_password
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
-    for module in (health, auth, organisations, companies, end_users, offers, sims):
+    for module in (health, auth, organisations, companies, end_users, offers, sims, snaic):
         app.include_router(module.router)
     STATIC_DIR.mkdir(exist_ok=True)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

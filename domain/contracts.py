@@ -99,3 +99,27 @@ class SaveCfastIds(Contract):
 class MarkCfastFailed(Contract):
     company_id: str
     reason: str
+
+
+# --- SNAIC asynchronous orders ----------------------------------------------------------------
+
+SNAIC_ORDER_SIGNAL = "snaic_order_update"
+
+
+class SnaicOrderUpdate(Contract):
+    """A SNAIC order result, pushed by the callback route (or found by polling) into the workflow that
+    placed the order. The order's `reference` is `{workflow_id}:{step}`."""
+
+    order_id: str
+    line_id: str
+    status: str  # completed | rejected
+    reason: str | None = None
+    reference: str | None = None
+
+
+def snaic_reference(workflow_id: str, step: str) -> str:
+    return f"{workflow_id}:{step}"
+
+
+def workflow_id_of_snaic_reference(reference: str) -> str:
+    return reference.rsplit(":", 1)[0]
