@@ -47,7 +47,7 @@ test-postgres: $(STAMP)
 test: lint typecheck migrations-check test-sqlite test-postgres
 
 bench: $(STAMP)
-	$(BIN)/simflow bench
+	$(BIN)/simflow bench topup
 
 crash-drill: $(STAMP)
 	$(BIN)/python -m bench.crash_drill

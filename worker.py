@@ -12,18 +12,52 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.cfast import CfastActivities
+from activities.bulk import BulkActivities
+from activities.cfast import CfastActivities, CfastBillingActivities
+from activities.inventory import InventoryActivities
+from activities.ledger import LedgerActivities
+from activities.ocs import OcsActivities
+from activities.payments import PaymentActivities
+from activities.provisioning import ProvisioningActivities
 from activities.records import RecordActivities
+from activities.rules import RuleActivities
+from activities.snaic import SnaicActivities
+from activities.topups import TopUpActivities
+from activities.webhooks import AuditActivities, WebhookActivities
+from domain.security import SecretBox
 from infra.db import create_engine, create_sessionmaker
 from infra.logging import configure_logging
+from infra.schedules import ensure_schedules
 from infra.settings import Settings, get_settings
 from infra.temporal import connect_temporal
 from integrations.cfast import CfastClient
+from integrations.ocs import OcsClient
+from integrations.snaic import SnaicClient
+from integrations.stripe_gateway import StripeGateway
+from integrations.webhooks import WebhookSender
+from workflows.auto_topup import AutoTopUpScanWorkflow
+from workflows.bulk import BulkOperationWorkflow
 from workflows.cfast_customer import CfastCustomerWorkflow
+from workflows.deprovisioning import DeprovisioningWorkflow, LineQuarantineWorkflow
+from workflows.line_operations import LineOperationWorkflow
+from workflows.sim_activation import SimActivationWorkflow
+from workflows.topup import TopUpWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 log = structlog.get_logger()
 
-WORKFLOWS: Sequence[type] = (CfastCustomerWorkflow,)
+WORKFLOWS: Sequence[type] = (CfastCustomerWorkflow, TopUpWorkflow, AutoTopUpScanWorkflow)
+# SIM lifecycle
+WORKFLOWS = (
+    *WORKFLOWS,
+    SimActivationWorkflow,
+    LineOperationWorkflow,
+    DeprovisioningWorkflow,
+    LineQuarantineWorkflow,
+    BulkOperationWorkflow,
+)
+# Security: outgoing webhook deliveries
+WORKFLOWS = (*WORKFLOWS, WebhookDeliveryWorkflow)
 
 
 @asynccontextmanager
@@ -32,9 +66,37 @@ async def build_worker(settings: Settings, client: Client) -> AsyncIterator[Work
         engine = create_engine(settings.database_url)
         stack.push_async_callback(engine.dispose)
         sessionmaker = create_sessionmaker(engine)
-        cfast = await stack.enter_async_context(CfastClient(settings.cfast_url, settings.http_timeout_s))
+        timeout = settings.http_timeout_s
+        cfast = await stack.enter_async_context(CfastClient(settings.cfast_url, timeout))
+        snaic = await stack.enter_async_context(SnaicClient(settings.snaic_url, timeout))
+        ocs = await stack.enter_async_context(OcsClient(settings.ocs_url, settings.ocs_tenant, timeout))
+        stripe_gateway = await stack.enter_async_context(
+            StripeGateway(settings.stripe_secret_key.get_secret_value(), settings.stripe_api_base, timeout)
+        )
 
-        activity_objects: list[Any] = [CfastActivities(cfast), RecordActivities(sessionmaker)]
+        activity_objects: list[Any] = [
+            CfastActivities(cfast),
+            CfastBillingActivities(cfast),
+            RecordActivities(sessionmaker),
+            OcsActivities(ocs),
+            SnaicActivities(snaic),
+            PaymentActivities(stripe_gateway, sessionmaker),
+            LedgerActivities(sessionmaker),
+            TopUpActivities(sessionmaker, snaic, cfast),
+            RuleActivities(sessionmaker, ocs, settings.snaic_callback_sla_s),
+            # SIM lifecycle
+            InventoryActivities(sessionmaker),
+            ProvisioningActivities(snaic, ocs, cfast),
+            BulkActivities(sessionmaker),
+            # Security: audit rows from workflows, outgoing webhooks
+            AuditActivities(sessionmaker),
+            WebhookActivities(
+                sessionmaker,
+                WebhookSender(settings.webhook_timeout_s, settings.webhook_allowed_hosts),
+                SecretBox(settings.secrets_key.get_secret_value()),
+                settings,
+            ),
+        ]
         activities = [
             getattr(obj, name)
             for obj in activity_objects
@@ -58,6 +120,7 @@ async def run_worker(settings: Settings | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    await ensure_schedules(client, settings)
     async with build_worker(settings, client) as worker:
         log.info("worker.started", task_queue=settings.task_queue, temporal=settings.temporal_address)
         async with worker:

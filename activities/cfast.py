@@ -8,7 +8,14 @@ from typing import Literal, cast
 from temporalio import activity
 
 from activities._errors import external_call
-from domain.contracts import EnsureCfastBillingPoint, EnsureCfastCustomer, EnsureCfastSite, ExternalCallResult
+from domain.contracts import (
+    CfastArticleCancel,
+    CfastArticleRequest,
+    EnsureCfastBillingPoint,
+    EnsureCfastCustomer,
+    EnsureCfastSite,
+    ExternalCallResult,
+)
 from integrations.cfast import CfastClient
 from integrations.errors import ConflictError
 from workflows import activity_names as names
@@ -90,4 +97,53 @@ class CfastActivities:
             object_id=created.site_id,
             sent={"billingPointId": data.billing_point_id, "label": data.label, "parc_type": data.parc_type},
             answer=created.model_dump(mode="json", by_alias=True),
+        )
+
+
+class CfastBillingActivities:
+    """One-off articles on a CFAST service line: the billed record of a top-up, and its cancellation."""
+
+    def __init__(self, client: CfastClient) -> None:
+        self._client = client
+
+    @activity.defn(name=names.CFAST_ADD_ONE_OFF_ARTICLE)
+    async def add_one_off_article(self, data: CfastArticleRequest) -> ExternalCallResult:
+        sent = data.model_dump(exclude={"idempotency_key"})
+        async with external_call():
+            try:
+                article = await self._client.add_one_off_article(
+                    data.cfast_service_id,
+                    article_code=data.article_code,
+                    label=data.label,
+                    quantity=data.quantity,
+                    unit_price=data.unit_price_minor,
+                    unit_buy_price=data.unit_buy_price_minor,
+                    reference=data.reference,
+                    idempotency_key=data.idempotency_key,
+                )
+            except ConflictError:
+                # Already billed under this reference (by an earlier attempt): that line is the answer.
+                service = await self._client.get_service(data.cfast_service_id)
+                existing = service.one_off_article(data.reference)
+                if existing is None:
+                    raise
+                article = existing
+        return ExternalCallResult(
+            object_id=article.article_line_id, sent=sent, answer=article.model_dump(mode="json", by_alias=True)
+        )
+
+    @activity.defn(name=names.CFAST_CANCEL_ONE_OFF_ARTICLE)
+    async def cancel_one_off_article(self, data: CfastArticleCancel) -> ExternalCallResult:
+        """Cancels the article billed under `reference`, if there is one (compensation "if applied")."""
+        sent = data.model_dump(exclude={"idempotency_key"})
+        async with external_call():
+            service = await self._client.get_service(data.cfast_service_id)
+            existing = service.one_off_article(data.reference)
+            if existing is None:
+                return ExternalCallResult(object_id="", sent=sent, answer={"cancelled": False, "reason": "absent"})
+            cancelled = await self._client.cancel_one_off_article(
+                data.cfast_service_id, existing.article_line_id, idempotency_key=data.idempotency_key
+            )
+        return ExternalCallResult(
+            object_id=cancelled.article_line_id, sent=sent, answer=cancelled.model_dump(mode="json", by_alias=True)
         )

@@ -7,14 +7,36 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api import portal
 from api.deps import AppState
+from api.guard import access_guard, install_security
+from api.portal import recharges as portal_recharges
 from api.problems import install_problem_handlers
-from api.routes import auth, companies, end_users, health, offers, organisations, sims, snaic
+from api.routes import (
+    api_keys,
+    audit,
+    auth,
+    bulk,
+    companies,
+    end_users,
+    health,
+    lines,
+    numbers,
+    offers,
+    organisations,
+    recharges,
+    sim_inventory,
+    sims,
+    snaic,
+    staff,
+    stripe_webhooks,
+    webhooks,
+)
 from domain.enums import StaffRole
 from domain.models import StaffUser
 from domain.security import hash_password
@@ -62,10 +84,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Moteur d'opérations pour opérateurs mobiles en marque blanche.",
         lifespan=lifespan,
+        # Access control of every route, present and future: see api/guard.py.
+        dependencies=[Depends(access_guard)],
     )
     install_problem_handlers(app)
-    for module in (health, auth, organisations, companies, end_users, offers, sims, snaic):
+    for module in (health, auth, organisations, companies, end_users, offers, sims, snaic, recharges, stripe_webhooks):
         app.include_router(module.router)
+    for module in (lines, numbers, bulk, sim_inventory):  # SIM lifecycle
+        app.include_router(module.router)
+    app.include_router(portal.router)
+    app.include_router(portal_recharges.router)
+    for security_router in (api_keys.router, staff.router, audit.router, webhooks.router, webhooks.events_router):
+        app.include_router(security_router)
+    install_security(app)
     STATIC_DIR.mkdir(exist_ok=True)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

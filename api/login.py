@@ -1,17 +1,34 @@
-"""Password authentication shared by the token endpoint and the portal login form."""
+"""Password authentication shared by the token endpoint and the portal login forms.
+
+One function, `authenticate`, checks the password (argon2), the lockout (5 failures → 30 minutes by
+default, `SIMFLOW_LOGIN_MAX_FAILURES` / `SIMFLOW_LOGIN_LOCK_MINUTES`) and, when the account has 2FA, the
+TOTP or backup code. Every outcome is audited; failures are committed even though the caller then
+raises. Unknown account, wrong password, locked account and wrong second factor get the same message.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.authz import PrincipalKind
-from domain.errors import AuthenticationFailed
-from domain.models import EndUser, StaffUser
+from domain.audit import AuditEntry, record
+from domain.errors import AuthenticationFailed, TotpRequired
+from domain.models import StaffUser
 from domain.security import verify_password
+from domain.services.accounts import (
+    Account,
+    AccountKeys,
+    clear_failures,
+    find_account,
+    is_locked,
+    kind_of,
+    register_failure,
+    verify_second_factor,
+)
+from infra.settings import Settings, get_settings
 
 MAX_FAILED_LOGINS = 5
 LOCK_DURATION = timedelta(minutes=30)
@@ -19,38 +36,95 @@ INVALID = "identifiants invalides ou compte verrouillé"
 
 
 @dataclass(frozen=True)
+class LoginPolicy:
+    max_failures: int
+    lock: timedelta
+    keys: AccountKeys
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LoginPolicy:
+        return cls(
+            max_failures=settings.login_max_failures,
+            lock=timedelta(minutes=settings.login_lock_minutes),
+            keys=AccountKeys.from_secret(settings.secrets_key.get_secret_value()),
+        )
+
+
+@dataclass(frozen=True)
 class Authenticated:
     kind: PrincipalKind
     subject_id: str
     email: str
+    must_change_password: bool = False
+    second_factor: str | None = None  # "totp" | "backup_code" when 2FA was used
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+def _tenant(account: Account | None) -> dict[str, str | None]:
+    if account is None:
+        return {}
+    return {"org_id": account.org_id, "company_id": account.company_id}
 
 
-async def authenticate(session: AsyncSession, email: str, password: str) -> Authenticated:
-    """Checks a staff member's or end user's password. Failed attempts are counted (and committed)
-    even though the caller then raises; the same message whether the account exists or not."""
-    email = email.strip().lower()
+async def audit_auth(
+    session: AsyncSession, action: str, result: str, email: str, account: Account | None, **details: object
+) -> None:
+    await record(
+        session,
+        AuditEntry(
+            actor=account.email if account is not None else email.strip().lower()[:320],
+            actor_kind=kind_of(account).value if account is not None else "anonymous",
+            action=action,
+            result=result,
+            target=f"{kind_of(account).value}:{account.id}" if account is not None else None,
+            end_user_id=None if account is None or isinstance(account, StaffUser) else account.id,
+            details=dict(details),
+            **_tenant(account),
+        ),
+    )
+
+
+async def _fail(session: AsyncSession, email: str, account: Account | None, reason: str, locked: bool) -> None:
+    await audit_auth(session, "auth.login", "failure", email, account, reason=reason)
+    if locked:
+        await audit_auth(session, "auth.account_locked", "ok", email, account)
+    await session.commit()
+
+
+async def authenticate(
+    session: AsyncSession,
+    email: str,
+    password: str,
+    totp: str | None = None,
+    *,
+    policy: LoginPolicy | None = None,
+) -> Authenticated:
+    """Checks a staff member's or end user's password (and second factor). Raises AuthenticationFailed
+    (TotpRequired when the password is right but the account's 2FA code is missing)."""
+    policy = policy or LoginPolicy.from_settings(get_settings())
     now = datetime.now(UTC)
-    staff = (await session.execute(select(StaffUser).where(func.lower(StaffUser.email) == email))).scalar_one_or_none()
-    if staff is not None:
-        locked_until = _aware(staff.locked_until)
-        if locked_until is not None and locked_until > now:
-            raise AuthenticationFailed(None, INVALID)
-        if not staff.active or not verify_password(staff.password_hash, password):
-            staff.failed_logins += 1
-            if staff.failed_logins >= MAX_FAILED_LOGINS:
-                staff.locked_until = now + LOCK_DURATION
-                staff.failed_logins = 0
-            await session.commit()
-            raise AuthenticationFailed(None, INVALID)
-        staff.failed_logins = 0
-        return Authenticated(PrincipalKind.STAFF, staff.id, staff.email)
-    user = (await session.execute(select(EndUser).where(func.lower(EndUser.email) == email))).scalar_one_or_none()
-    if not verify_password(user.password_hash if user else None, password) or user is None or not user.active:
+    account = await find_account(session, email)
+    if account is None:
+        verify_password(None, password)  # same work as for a real account
+        await _fail(session, email, None, "unknown_account", False)
         raise AuthenticationFailed(None, INVALID)
-    return Authenticated(PrincipalKind.END_USER, user.id, user.email)
+    if is_locked(account, now):
+        await _fail(session, email, account, "locked", False)
+        raise AuthenticationFailed(None, INVALID)
+    if not verify_password(account.password_hash, password) or not account.active:
+        locked = register_failure(account, now, policy.max_failures, policy.lock)
+        await _fail(session, email, account, "bad_password" if account.active else "inactive", locked)
+        raise AuthenticationFailed(None, INVALID)
+    second_factor = None
+    if account.totp_enabled:
+        if not totp:
+            raise TotpRequired("totp", "code de double authentification requis")
+        second_factor = await verify_second_factor(session, policy.keys, account, totp)
+        if second_factor is None:
+            locked = register_failure(account, now, policy.max_failures, policy.lock)
+            await _fail(session, email, account, "bad_second_factor", locked)
+            raise AuthenticationFailed(None, INVALID)
+    clear_failures(account, now)
+    await audit_auth(session, "auth.login", "ok", email, account, second_factor=second_factor)
+    return Authenticated(
+        kind_of(account), account.id, account.email, account.must_change_password, second_factor=second_factor
+    )

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.errors import (
@@ -18,6 +19,7 @@ from domain.errors import (
     IllegalTransition,
     NotFound,
     PermissionDenied,
+    RateLimited,
     ValidationFailed,
 )
 from domain.identifiers import InvalidIdentifier
@@ -30,6 +32,7 @@ STATUS_BY_ERROR: dict[type[DomainError], int] = {
     PermissionDenied: 403,
     AuthenticationFailed: 401,
     IdempotencyMismatch: 422,
+    RateLimited: 429,
 }
 
 TITLES = {
@@ -79,6 +82,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         status = next((s for cls, s in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 400)
         errors = [{"field": exc.field, "reason": exc.reason}] if exc.field else None
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(exc.retry_after_s)}
         return problem(status, str(exc) if exc.field else exc.reason, code=exc.code, errors=errors, headers=headers)
 
     @app.exception_handler(InvalidIdentifier)
@@ -99,3 +104,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail), code=f"http_{exc.status_code}", headers=exc.headers)
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(_: Request, exc: DBAPIError) -> JSONResponse:
+        # A NUL character in a query parameter or form field (SQLSTATE 22021 on PostgreSQL) is bad input.
+        if getattr(exc.orig, "sqlstate", None) == "22021":
+            return problem(422, "caractère interdit (NUL) dans la requête", code="invalid_characters")
+        raise exc

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from domain.enums import (
     ArticleKind,
@@ -21,15 +22,32 @@ from domain.identifiers import normalize_siret, normalize_vat
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        # PostgreSQL refuses NUL in text: reject it here, naming the field, rather than fail in the database.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("caractère NUL interdit")
+        return value
+
 
 class Response(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _datetimes_in_utc(cls, value: Any) -> Any:
+        """SQLite gives naive datetimes (stored in UTC): answer them with their offset, like PostgreSQL,
+        so every `date-time` of the OpenAPI carries one."""
+        return _as_utc(value) if isinstance(value, datetime) else value
 
 
 class TokenResponse(BaseModel):
     access_token: str
     token_type: str = "bearer"
     expires_in: int
+    refresh_token: str | None = None
+    must_change_password: bool = False
 
 
 # --- organisations ---
@@ -143,6 +161,8 @@ class PlanCreate(Request):
     carrier: str = Field(min_length=1, max_length=50)
     esim_store: bool = False
     auto_renew_mode: AutoRenewMode = AutoRenewMode.PROMPT
+    supplier_offer_code: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    purchase_price_minor: int = Field(default=0, ge=0, le=100_000_000, description="Prix d'achat opérateur")
 
 
 class PlanOut(Response):
@@ -160,6 +180,8 @@ class PlanOut(Response):
     carrier: str
     esim_store: bool
     auto_renew_mode: AutoRenewMode
+    supplier_offer_code: str | None = None
+    purchase_price_minor: int = 0
 
 
 class ArticleCreate(Request):
@@ -249,3 +271,14 @@ class ImportReportOut(BaseModel):
     accepted: int
     rejected: int
     rows: list[ImportRow]
+
+
+def _as_utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes (stored in UTC): answer them with their offset, like PostgreSQL."""
+    from datetime import UTC
+
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# A datetime answered with its UTC offset whatever the database (RFC 3339 `date-time`).
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]

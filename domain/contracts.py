@@ -123,3 +123,189 @@ def snaic_reference(workflow_id: str, step: str) -> str:
 
 def workflow_id_of_snaic_reference(reference: str) -> str:
     return reference.rsplit(":", 1)[0]
+
+
+# --- Top-up / recharge DATA --------------------------------------------------------------------
+
+
+class TopUpInput(Contract):
+    topup_id: str
+    org_id: str
+    company_id: str
+    line_id: str
+    deployment_id: str
+    msisdn: str
+    iccid: str | None = None
+    payment_method: str  # card | wallet | account
+    amount_minor: int
+    currency: str = "EUR"
+    quantity: int
+    unit_price_minor: int
+    data_bytes: int
+    article_code: str
+    article_label: str
+    snaic_callback_sla_s: int = 900
+
+
+class TopUpReceipt(Contract):
+    """What the caller gets synchronously (update-with-start) once the payment step is decided."""
+
+    recharge_id: str
+    workflow_id: str
+    status: str  # pending | completed | refunded | failed | needs_attention
+    payment_status: str  # pending | succeeded | on_account | declined | refunded | refund_failed
+    amount_minor: int
+    currency: str
+    payment_reference: str | None = None
+    failure_reason: str | None = None
+
+
+class TopUpResolution(Contract):
+    """A staff decision on a top-up that needs attention."""
+
+    action: str  # retry_refund | refunded_manually | mark_completed
+    note: str
+    actor: str
+
+
+class ChargeRequest(Contract):
+    topup_id: str
+    idempotency_key: str
+    amount_minor: int
+    currency: str
+    description: str
+
+
+class ChargeOutcome(Contract):
+    payment_status: str  # succeeded | on_account
+    payment_reference: str
+    sent: dict[str, Any] = Field(default_factory=dict)
+    answer: dict[str, Any] = Field(default_factory=dict)
+
+
+class RefundRequest(Contract):
+    topup_id: str
+    idempotency_key: str
+    payment_reference: str
+    amount_minor: int
+    currency: str
+
+
+class RefundOutcome(Contract):
+    refund_reference: str
+    sent: dict[str, Any] = Field(default_factory=dict)
+    answer: dict[str, Any] = Field(default_factory=dict)
+
+
+class LineTargets(Contract):
+    """External ids of a line, fetched on the fly from SNAIC and CFAST when our records lack them."""
+
+    ocs_account: str
+    snaic_line_id: str
+    cfast_service_id: str
+    data_expires_at_iso: str
+    fetched: dict[str, str] = Field(default_factory=dict)
+
+
+class ResolveLineTargets(Contract):
+    line_id: str
+
+
+class OcsCreditRequest(Contract):
+    account: str
+    balance_id: str
+    data_bytes: int
+    expires_at_iso: str
+    request_id: str
+    topup_id: str
+    workflow_id: str
+
+
+class OcsRemoveRequest(Contract):
+    account: str
+    balance_id: str
+    request_id: str
+
+
+class SnaicOptionRequest(Contract):
+    snaic_line_id: str
+    option_code: str
+    quantity: int
+    reference: str
+    idempotency_key: str
+
+
+class SnaicOrderAccepted(Contract):
+    order_id: str
+    status: str
+    sent: dict[str, Any] = Field(default_factory=dict)
+    answer: dict[str, Any] = Field(default_factory=dict)
+
+
+class SnaicOrderPoll(Contract):
+    order_id: str
+
+
+class CfastArticleRequest(Contract):
+    cfast_service_id: str
+    article_code: str
+    label: str
+    quantity: int
+    unit_price_minor: int
+    unit_buy_price_minor: int | None = None
+    reference: str
+    idempotency_key: str
+
+
+class CfastArticleCancel(Contract):
+    cfast_service_id: str
+    reference: str
+    idempotency_key: str
+
+
+class TopUpStatusUpdate(Contract):
+    topup_id: str
+    status: str | None = None
+    payment_status: str | None = None
+    payment_reference: str | None = None
+    refund_reference: str | None = None
+    failure_reason: str | None = None
+    resolution_note: str | None = None
+    deployment_status: str | None = None
+
+
+class TopUpReceiptRecord(Contract):
+    topup_id: str
+    workflow_id: str
+    reference_prefix: str
+
+
+class TopUpNotice(Contract):
+    topup_id: str
+    reference: str
+    subject: str
+    body: str
+    event_type: str
+
+
+STRIPE_EVENT_SIGNAL = "stripe_event"
+
+
+class StripeEventNotice(Contract):
+    """A verified Stripe webhook event about a top-up's payment, routed to its workflow."""
+
+    event_id: str
+    type: str
+    payment_intent_id: str | None = None
+    status: str | None = None
+
+
+class AutoTopUpScan(Contract):
+    """One pass over the lines under an auto top-up rule."""
+
+    limit: int = 500
+
+
+class AutoTopUpStarted(Contract):
+    inputs: list[TopUpInput] = Field(default_factory=list)
+    checked: int = 0

@@ -159,3 +159,67 @@ class WebhookDeliveryStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"
+
+
+# --- SIM lifecycle ---
+
+
+class PhoneNumberStatus(StrEnum):
+    """An MSISDN of the organisation: held by an activation, on a line, resting after termination."""
+
+    RESERVED = "reserved"
+    ASSIGNED = "assigned"
+    QUARANTINED = "quarantined"
+    AVAILABLE = "available"
+
+
+class BulkOperationKind(StrEnum):
+    """Seed 000 "Opérations en masse" (export is a download, not a workflow)."""
+
+    ACTIVATE = "activate"
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    CHANGE_PLAN = "change_plan"
+    SEND_SMS = "send_sms"
+    EDIT_NOTE = "edit_note"
+    REFRESH_USAGE = "refresh_usage"
+    SET_RULES = "set_rules"
+    ASSIGN_COMPANY = "assign_company"
+    UNASSIGN_COMPANY = "unassign_company"
+    SET_TAGS = "set_tags"
+    CANCEL_SIM = "cancel_sim"
+    IMPORT_DETAILS = "import_details"
+
+
+BULK_KIND_LABELS_FR: dict[BulkOperationKind, str] = {
+    BulkOperationKind.ACTIVATE: "Activer",
+    BulkOperationKind.SUSPEND: "Suspendre",
+    BulkOperationKind.RESUME: "Réactiver",
+    BulkOperationKind.CHANGE_PLAN: "Remplacer le forfait",
+    BulkOperationKind.SEND_SMS: "Envoyer un SMS",
+    BulkOperationKind.EDIT_NOTE: "Modifier la note",
+    BulkOperationKind.REFRESH_USAGE: "Actualiser l'utilisation",
+    BulkOperationKind.SET_RULES: "Règles",
+    BulkOperationKind.ASSIGN_COMPANY: "Attribuer une entreprise",
+    BulkOperationKind.UNASSIGN_COMPANY: "Désattribuer une entreprise",
+    BulkOperationKind.SET_TAGS: "Étiquettes",
+    BulkOperationKind.CANCEL_SIM: "Annuler la SIM",
+    BulkOperationKind.IMPORT_DETAILS: "Importer des détails",
+}
+
+
+class BulkOperationStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class BulkItemStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+# A top-up ends in exactly one of these (SPEC §4.3).
+TOPUP_TERMINAL_STATUSES = ("completed", "refunded", "failed", "needs_attention")

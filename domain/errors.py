@@ -38,3 +38,31 @@ class AuthenticationFailed(DomainError):
 
 class IdempotencyMismatch(DomainError):
     code = "idempotency_mismatch"
+
+
+class ResourceBusy(AlreadyExists):
+    """The object is held by another process (a SIM reserved by another activation, a number in use)."""
+
+    code = "resource_busy"
+
+
+class RateLimited(DomainError):
+    """Too many attempts: retry after `retry_after_s` seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, field: str | None, reason: str, retry_after_s: int) -> None:
+        super().__init__(field, reason)
+        self.retry_after_s = max(1, int(retry_after_s))
+
+
+class PasswordChangeRequired(PermissionDenied):
+    """The account's password was set by an administrator: it must be changed before anything else."""
+
+    code = "password_change_required"
+
+
+class TotpRequired(AuthenticationFailed):
+    """The password was right and the account has two-factor authentication: a code is needed."""
+
+    code = "totp_required"

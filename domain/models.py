@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -33,6 +34,9 @@ from domain.enums import (
     ApiKeyScope,
     ArticleKind,
     AutoRenewMode,
+    BulkItemStatus,
+    BulkOperationKind,
+    BulkOperationStatus,
     CfastSyncStatus,
     DeploymentKind,
     DeploymentStatus,
@@ -42,6 +46,7 @@ from domain.enums import (
     MajStatus,
     ParcType,
     PaymentMethod,
+    PhoneNumberStatus,
     PlanType,
     PoolKind,
     SimStatus,
@@ -185,6 +190,14 @@ class EndUser(Timestamped, Base):
     stripe_customer_id: Mapped[str | None] = mapped_column(String(100))
     stripe_payment_method_id: Mapped[str | None] = mapped_column(String(100))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # account security (0003): lockout, forced change, 2FA replay guard, token revocation
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column()
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    tokens_valid_after: Mapped[datetime | None] = mapped_column()
+    last_login_at: Mapped[datetime | None] = mapped_column()
 
 
 class StaffUser(Timestamped, Base):
@@ -204,12 +217,18 @@ class StaffUser(Timestamped, Base):
     role: Mapped[StaffRole] = mapped_column(enum_column(StaffRole))
     org_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("organisations.id"), index=True)
     company_id: Mapped[str | None] = company_fk(nullable=True)
-    permissions: Mapped[list[str]] = mapped_column(default=list)
+    # "*" (every area), "<area>" (read and write) or "<area>:read"; created without a list = administrator
+    permissions: Mapped[list[str]] = mapped_column(default=lambda: ["*"])
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column()
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     totp_secret_encrypted: Mapped[str | None] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # account security (0003): 2FA replay guard, token revocation
+    totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    tokens_valid_after: Mapped[datetime | None] = mapped_column()
+    last_login_at: Mapped[datetime | None] = mapped_column()
 
 
 class ApiKey(Timestamped, Base):
@@ -225,6 +244,10 @@ class ApiKey(Timestamped, Base):
     expires_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
     last_used_at: Mapped[datetime | None] = mapped_column()
+    # 0003: the last characters shown in listings, who created it, the key that replaced it on rotation
+    last4: Mapped[str] = mapped_column(String(4), default="", server_default="")
+    created_by: Mapped[str] = mapped_column(String(320), default="", server_default="")
+    replaced_by_id: Mapped[str | None] = mapped_column(String(32))
 
 
 # --- Offers --------------------------------------------------------------------------------------
@@ -250,6 +273,9 @@ class Plan(Timestamped, Base):
     auto_renew_mode: Mapped[AutoRenewMode] = mapped_column(enum_column(AutoRenewMode), default=AutoRenewMode.PROMPT)
     price_per_mb_by_country: Mapped[dict[str, Any]] = mapped_column(default=dict)
     tags: Mapped[list[str]] = mapped_column(default=list)
+    # SIM lifecycle: the supplier (SNAIC) offer and its purchase price, billed as CFAST periodicBuyPrice.
+    supplier_offer_code: Mapped[str | None] = mapped_column(String(64))
+    purchase_price_minor: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class CatalogueArticle(Timestamped, Base):
@@ -318,6 +344,9 @@ class SimCard(Timestamped, Base):
     month_usage_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     import_batch: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # SIM lifecycle: the workflow holding the SIM (no double allocation), automation rules applied.
+    reserved_by: Mapped[str | None] = mapped_column(String(200), index=True)
+    rule_ids: Mapped[list[str]] = mapped_column(default=list)
 
 
 class SimChange(Base):
@@ -354,6 +383,12 @@ class Line(Timestamped, Base):
     ocs_account: Mapped[str | None] = mapped_column(String(64))
     next_renewal_on: Mapped[date | None] = mapped_column(Date)
     periodic_options: Mapped[list[str]] = mapped_column(default=list)
+    # SIM lifecycle: the workflows that built and end the line, the grace period, why it failed.
+    activation_workflow_id: Mapped[str | None] = mapped_column(String(200))
+    termination_workflow_id: Mapped[str | None] = mapped_column(String(200))
+    termination_scheduled_for: Mapped[datetime | None] = mapped_column()
+    terminated_at: Mapped[datetime | None] = mapped_column()
+    failure_reason: Mapped[str | None] = mapped_column(Text)
 
 
 # --- Money ---------------------------------------------------------------------------------------
@@ -546,6 +581,10 @@ class WebhookEndpoint(Timestamped, Base):
     events: Mapped[list[str]] = mapped_column(default=list)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     validated_at: Mapped[datetime | None] = mapped_column()
+    # 0003: secret rotation overlap (deliveries signed with both until it expires), author
+    previous_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column()
+    created_by: Mapped[str] = mapped_column(String(320), default="", server_default="")
 
 
 class WebhookDelivery(Timestamped, Base):
@@ -565,6 +604,7 @@ class WebhookDelivery(Timestamped, Base):
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column()
+    workflow_id: Mapped[str | None] = mapped_column(String(200))  # 0003
 
 
 class AuditLog(Base):
@@ -585,3 +625,281 @@ class AuditLog(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # 0003: the rest of the tenant chain, who acted, and an idempotency reference for workflow writes
+    end_user_id: Mapped[str | None] = mapped_column(String(32))
+    actor_kind: Mapped[str] = mapped_column(String(16), default="system", server_default="system")
+    reference: Mapped[str | None] = mapped_column(String(250), unique=True)
+
+
+# --- Top-ups -------------------------------------------------------------------------------------
+
+
+class TopUp(Timestamped, Base):
+    """A data recharge of one line. The workflow `topup/{org}/{id}` drives it; this row is its ledger view."""
+
+    __tablename__ = "topups"
+    __table_args__ = (
+        UniqueConstraint("org_id", "idempotency_key"),
+        CheckConstraint("quantity >= 1 AND amount_minor >= 0", name="positive_amounts"),
+    )
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str] = company_fk()
+    line_id: Mapped[str] = mapped_column(String(32), ForeignKey("lines.id"), index=True)
+    end_user_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("end_users.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(100))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))  # api | portal | rule
+    requested_by: Mapped[str] = mapped_column(String(320))
+    article_id: Mapped[str] = mapped_column(String(32), ForeignKey("catalogue_articles.id"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price_minor: Mapped[int] = mapped_column(BigInteger)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    data_bytes: Mapped[int] = mapped_column(BigInteger)
+    payment_method: Mapped[PaymentMethod] = mapped_column(enum_column(PaymentMethod))
+    status: Mapped[str] = mapped_column(String(32), default="pending")
+    payment_status: Mapped[str] = mapped_column(String(32), default="pending")
+    payment_reference: Mapped[str | None] = mapped_column(String(100))
+    refund_reference: Mapped[str | None] = mapped_column(String(100))
+    deployment_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("deployments.id"))
+    workflow_id: Mapped[str] = mapped_column(String(200), unique=True)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class StripeEvent(Base):
+    """Stripe webhook inbox: one row per event id, so a redelivered event is processed once."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    payment_intent_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    topup_id: Mapped[str | None] = mapped_column(String(32))
+    routed: Mapped[bool] = mapped_column(Boolean, default=False)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    """A message sent to a customer (e-mail sink in development); the portal and tests read it here."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str | None] = company_fk(nullable=True)
+    reference: Mapped[str] = mapped_column(String(250), unique=True)
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- SIM lifecycle ---------------------------------------------------------------------------------
+
+
+class NumberRange(Timestamped, Base):
+    """A block of MSISDNs the organisation holds from its operator (E.164, same length at both ends);
+    activations without a chosen number take the lowest free one."""
+
+    __tablename__ = "number_ranges"
+    __table_args__ = (UniqueConstraint("org_id", "first_msisdn"),)
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    label: Mapped[str] = mapped_column(String(200))
+    first_msisdn: Mapped[str] = mapped_column(String(20))
+    last_msisdn: Mapped[str] = mapped_column(String(20))
+    carrier: Mapped[str | None] = mapped_column(String(50))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class PhoneNumber(Timestamped, Base):
+    """One MSISDN known to the platform. The unique `msisdn` makes allocation safe under concurrency:
+    two activations can never hold the same number. After termination a number rests in quarantine
+    until `quarantine_until` before it can be allocated again."""
+
+    __tablename__ = "phone_numbers"
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    msisdn: Mapped[str] = mapped_column(String(20), unique=True)
+    range_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("number_ranges.id"))
+    status: Mapped[PhoneNumberStatus] = mapped_column(enum_column(PhoneNumberStatus))
+    ported_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    reservation_key: Mapped[str | None] = mapped_column(String(200), index=True)
+    line_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("lines.id"))
+    quarantine_until: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class LineChange(Base):
+    """The line journal: status and plan changes with the actor and the workflow that made them."""
+
+    __tablename__ = "line_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    line_id: Mapped[str] = mapped_column(String(32), ForeignKey("lines.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    field: Mapped[str] = mapped_column(String(64))
+    old_value: Mapped[str | None] = mapped_column(Text)
+    new_value: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(320))
+    workflow_id: Mapped[str | None] = mapped_column(String(200))
+
+
+class SimImport(Timestamped, Base):
+    """One import of an operator order file, with its rejected rows for the downloadable error report."""
+
+    __tablename__ = "sim_imports"
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    batch: Mapped[str] = mapped_column(String(64), unique=True)
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_by: Mapped[str] = mapped_column(String(320))
+
+
+class BulkOperation(Timestamped, Base):
+    """A bulk operation on selected SIMs (seed 000), run by the workflow `bulk/{org}/{id}`."""
+
+    __tablename__ = "bulk_operations"
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str | None] = company_fk(nullable=True)
+    kind: Mapped[BulkOperationKind] = mapped_column(enum_column(BulkOperationKind))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[BulkOperationStatus] = mapped_column(
+        enum_column(BulkOperationStatus), default=BulkOperationStatus.RUNNING
+    )
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    workflow_id: Mapped[str] = mapped_column(String(200), unique=True)
+    created_by: Mapped[str] = mapped_column(String(320))
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class BulkOperationItem(Base):
+    """The per-SIM result of a bulk operation: the report staff export as CSV."""
+
+    __tablename__ = "bulk_operation_items"
+    __table_args__ = (UniqueConstraint("bulk_id", "iccid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bulk_id: Mapped[str] = mapped_column(String(32), ForeignKey("bulk_operations.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    iccid: Mapped[str] = mapped_column(String(20))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[BulkItemStatus] = mapped_column(enum_column(BulkItemStatus), default=BulkItemStatus.PENDING)
+    detail: Mapped[str | None] = mapped_column(Text)
+    workflow_id: Mapped[str | None] = mapped_column(String(200))
+    line_id: Mapped[str | None] = mapped_column(String(32))
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class SimMessage(Timestamped, Base):
+    """An SMS to the end user of a SIM (bulk "Envoyer un SMS"), queued for the SMS gateway."""
+
+    __tablename__ = "sim_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = org_fk()
+    sim_id: Mapped[str] = mapped_column(String(32), ForeignKey("sim_cards.id"), index=True)
+    reference: Mapped[str] = mapped_column(String(250), unique=True)
+    text: Mapped[str] = mapped_column(String(640))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    created_by: Mapped[str] = mapped_column(String(320))
+
+
+# --- Security ------------------------------------------------------------------------------------
+
+
+class AuditChainHead(Base):
+    """The single row every audit append updates first: it serialises appenders (row lock on PostgreSQL,
+    write lock on SQLite) and remembers the last hash, so a deleted tail is detected too."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    appended: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class BackupCode(Base):
+    """Single-use 2FA recovery codes, stored as keyed hashes; `used_at` set on use."""
+
+    __tablename__ = "backup_codes"
+    __table_args__ = (Index("ix_backup_codes_account", "account_kind", "account_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_kind: Mapped[str] = mapped_column(String(16))
+    account_id: Mapped[str] = mapped_column(String(32))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column()
+
+
+class PasswordResetToken(Base):
+    """A password reset link: only its hash is kept; valid until `expires_at`, once."""
+
+    __tablename__ = "password_reset_tokens"
+
+    id: Mapped[str] = id_column()
+    account_kind: Mapped[str] = mapped_column(String(16))
+    account_id: Mapped[str] = mapped_column(String(32), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+
+
+class RefreshToken(Base):
+    """One refresh token (its JWT id). Rotated on every use; presenting a rotated one revokes its family."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[str] = id_column()
+    family_id: Mapped[str] = mapped_column(String(32), index=True)
+    account_kind: Mapped[str] = mapped_column(String(16))
+    account_id: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    replaced_by: Mapped[str | None] = mapped_column(String(32))
+
+
+class SecurityMessage(Base):
+    """Outbox of account-security e-mails (password reset); the mail sink of development and tests."""
+
+    __tablename__ = "security_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    recipient: Mapped[str] = mapped_column(String(320), index=True)
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDeliveryAttempt(Base):
+    """The per-delivery log: one row per HTTP attempt of a webhook delivery."""
+
+    __tablename__ = "webhook_delivery_attempts"
+    __table_args__ = (UniqueConstraint("delivery_id", "attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(String(32), ForeignKey("webhook_deliveries.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)

@@ -13,10 +13,24 @@ import structlog
 _SECRET_KEYS = re.compile(r"(password|secret|token|puk|api_key|authorization|totp)", re.IGNORECASE)
 
 
+# Secrets recognisable by their shape, wherever they appear in a value: API keys, Stripe keys, webhook
+# signing secrets, bearer JWTs.
+_SECRET_VALUES = re.compile(
+    r"(sfk_[a-z0-9]{12}_[A-Za-z0-9_-]+|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]+|whsec_[A-Za-z0-9_-]+"
+    r"|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)"
+)
+
+
+def scrub(value: str) -> str:
+    return _SECRET_VALUES.sub("***", value)
+
+
 def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event_dict):
         if _SECRET_KEYS.search(key):
             event_dict[key] = "***"
+        elif isinstance(event_dict[key], str):
+            event_dict[key] = scrub(event_dict[key])
     return event_dict
 
 

@@ -52,7 +52,29 @@ class Settings(BaseSettings):
     bootstrap_admin_email: str = "admin@simflow.local"
     bootstrap_admin_password: SecretStr = SecretStr("Simflow-demo-2026!")
 
+    # --- Security (tenancy, authentication, audit, outgoing webhooks) ---
+    # Key material for secrets kept at rest (TOTP seeds, webhook signing secrets) and keyed hashes.
+    secrets_key: SecretStr = SecretStr("dev-only-secrets-key-change-me-in-production")
+    refresh_ttl_days: int = 14
+    login_max_failures: int = 5
+    login_lock_minutes: int = 30
+    password_reset_ttl_minutes: int = 60
+    # Rate limits (per API process): failed logins per client IP, 2FA codes per account, top-up creations.
+    rate_limit_window_s: int = 60
+    rate_limit_login_failures_per_ip: int = 20
+    rate_limit_otp_per_account: int = 5
+    rate_limit_topups_per_principal: int = 600
+    rate_limit_topups_per_line: int = 100
+    api_key_touch_interval_s: int = 60
+    # Webhook targets that may resolve to loopback/private addresses (local development and tests only),
+    # as host names, IP addresses or CIDR networks.
+    webhook_allowed_hosts: list[str] = Field(default_factory=list)
+    webhook_timeout_s: float = 5.0
+    webhook_retry_initial_s: float = 30.0
+
     snaic_callback_sla_s: int = 900
+    topup_submit_timeout_s: float = 30.0
+    auto_topup_scan_s: int = 300
     # A poller long-polls for up to 60 s, so its last access can be that old while it is alive.
     worker_heartbeat_stale_s: int = 90
 

@@ -193,15 +193,8 @@ class StripeGateway:
         Raises PaymentDeclinedError on a decline or when the bank asks for authentication."""
         payment_intent_id: str | None = None
         try:
-            created = await self._client.v1.payment_intents.create_async(
-                params={
-                    "amount": amount_minor,
-                    "currency": currency.lower(),
-                    "customer": customer_id,
-                    "payment_method": payment_method_id,
-                    "metadata": dict(metadata or {}),
-                },
-                options={"idempotency_key": f"{idempotency_key}:create"},
+            created = await self._create_intent(
+                customer_id, payment_method_id, amount_minor, currency, idempotency_key, metadata
             )
             payment_intent_id = created.id
             intent = await self._client.v1.payment_intents.confirm_async(
@@ -225,6 +218,47 @@ class StripeGateway:
                 decline_code=result.decline_code,
             )
         return result
+
+    async def _create_intent(
+        self,
+        customer_id: str,
+        payment_method_id: str,
+        amount_minor: int,
+        currency: str,
+        idempotency_key: str,
+        metadata: Mapping[str, str] | None,
+    ) -> stripe.PaymentIntent:
+        return await self._client.v1.payment_intents.create_async(
+            params={
+                "amount": amount_minor,
+                "currency": currency.lower(),
+                "customer": customer_id,
+                "payment_method": payment_method_id,
+                "metadata": dict(metadata or {}),
+            },
+            options={"idempotency_key": f"{idempotency_key}:create"},
+        )
+
+    async def find_charge(
+        self,
+        customer_id: str,
+        payment_method_id: str,
+        amount_minor: int,
+        currency: str,
+        idempotency_key: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> PaymentResult | None:
+        """The charge made by `charge_off_session` under `idempotency_key`, if it succeeded. Replays the
+        create step with the same key (Stripe answers with the stored PaymentIntent; if none was ever
+        created, an unconfirmed one that charges nothing), then reads its current state."""
+        try:
+            created = await self._create_intent(
+                customer_id, payment_method_id, amount_minor, currency, idempotency_key, metadata
+            )
+            intent = await self._client.v1.payment_intents.retrieve_async(created.id)
+        except stripe.StripeError as exc:
+            _raise_mapped(exc)
+        return _payment_result(intent) if intent.status == "succeeded" else None
 
     async def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentResult:
         try:
@@ -254,6 +288,16 @@ class StripeGateway:
         )
 
     # -- webhooks ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def verify_webhook(payload: bytes, sig_header: str | None, secret: str) -> None:
+        """Checks the `Stripe-Signature` header on the raw body (5 min tolerance) without an API client."""
+        try:
+            stripe.WebhookSignature.verify_header(payload.decode(), sig_header or "", secret, tolerance=300)
+        except stripe.SignatureVerificationError as exc:
+            raise WebhookSignatureError(SYSTEM, "invalid_signature", str(exc), status_code=400) from exc
+        except UnicodeDecodeError as exc:
+            raise WebhookSignatureError(SYSTEM, "invalid_payload", str(exc), status_code=400) from exc
 
     def construct_webhook_event(self, payload: bytes, sig_header: str | None, secret: str) -> stripe.Event:
         """Verifies the `Stripe-Signature` header (HMAC-SHA256 of `{t}.{payload}`, 5 min tolerance) and

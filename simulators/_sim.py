@@ -103,13 +103,16 @@ class Simulator:
         self._key_locks.clear()
 
     def take_fault(self, op: str) -> Fault | None:
-        for fault in self.faults:
-            if fault.op in (op, "*"):
-                fault.times -= 1
-                if fault.times <= 0:
-                    self.faults.remove(fault)
-                return fault
-        return None
+        """The next fault queued for `op`; a wildcard (`*`) fault applies only when none names the op."""
+        fault = next((f for f in self.faults if f.op == op), None) or next(
+            (f for f in self.faults if f.op == "*"), None
+        )
+        if fault is None:
+            return None
+        fault.times -= 1
+        if fault.times <= 0:
+            self.faults.remove(fault)
+        return fault
 
     def record(
         self,

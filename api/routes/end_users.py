@@ -16,11 +16,10 @@ router = APIRouter(prefix="/api/v1/end-users", tags=["Utilisateurs finaux"])
 @router.post("", status_code=201, response_model=EndUserOut)
 async def create_end_user(body: EndUserCreate, principal: PrincipalDep, session: SessionDep) -> EndUser:
     company = await session.get(Company, body.company_id)
-    if company is None:
+    # Another tenant's company gets exactly the answer of a company that does not exist.
+    if company is None or not principal.sees(TenantChain(company.org_id, company.id)) or principal.end_user_id:
         raise NotFound("company_id", "entreprise introuvable")
     authorize(principal, Action.WRITE, TenantChain(company.org_id, company.id), "entreprise")
-    if principal.end_user_id is not None:
-        raise NotFound("company_id", "entreprise introuvable")
     email = str(body.email).lower()
     for model in (EndUser, StaffUser):
         if (await session.execute(select(model.id).where(func.lower(model.email) == email))).first():

@@ -16,6 +16,7 @@ from domain.enums import SimStatus
 from domain.errors import NotFound, PermissionDenied, ValidationFailed
 from domain.identifiers import InvalidIdentifier, normalize_iccid
 from domain.models import Organisation, SimCard
+from domain.services.sim_imports import record_import
 from domain.services.sims import import_sims, read_import_csv, sim_journal, sims_query
 
 router = APIRouter(prefix="/api/v1/sims", tags=["Cartes SIM"])
@@ -42,6 +43,9 @@ async def import_file(
     records = read_import_csv(content)
     batch = f"import-{secrets.token_hex(6)}"
     report = await import_sims(session, org_id=target_org, records=records, actor=principal.label, batch=batch)
+    await record_import(  # kept with its rejected rows: GET /api/v1/sims/imports/{batch}/errors.csv
+        session, org_id=target_org, batch=batch, filename=file.filename or "", report=report, actor=principal.label
+    )
     return ImportReportOut.model_validate({"batch": batch, **report.__dict__}, from_attributes=True)
 
 

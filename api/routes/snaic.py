@@ -24,7 +24,10 @@ async def snaic_callback(request: Request, state: StateDep) -> JSONResponse:
     try:
         callback = SnaicCallback.model_validate_json(body)
     except ValidationError as exc:
-        return problem(422, f"corps de rappel invalide : {exc.error_count()} erreur(s)", code="validation_failed")
+        errors = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "reason": e["msg"]} for e in exc.errors()]
+        return problem(
+            422, f"corps de rappel invalide : {exc.error_count()} erreur(s)", code="validation_failed", errors=errors
+        )
     if not callback.reference:
         # An order we did not place through a workflow: acknowledged, nothing to route.
         return JSONResponse({"routed": False}, status_code=202)

@@ -20,6 +20,7 @@ from domain.models import SimCard, SimChange
 from domain.sim_status import check_transition
 
 IMPORT_COLUMNS = ("iccid", "imsi", "puk1", "puk2", "carrier", "esim")
+OPTIONAL_IMPORT_COLUMNS = ("activation_code",)
 KNOWN_CARRIERS = {"orange": "Orange", "bouygues": "Bouygues", "sfr": "SFR", "free": "Free"}
 TRUE_WORDS = {"1", "true", "oui", "yes", "o", "y", "x"}
 FALSE_WORDS = {"0", "false", "non", "no", "n", ""}
@@ -56,6 +57,22 @@ class _ParsedRow:
     puk2: str | None
     carrier: str
     is_esim: bool
+    activation_code: str | None = None
+
+
+def _parse_activation_code(raw: str, is_esim: bool, issues: list[RowIssue]) -> str | None:
+    """An eSIM's LPA activation code (`LPA:1$<SM-DP+ address>$<matching id>`, GSMA SGP.22)."""
+    value = raw.strip()
+    if not value:
+        return None
+    if not is_esim:
+        issues.append(RowIssue("activation_code", "code d'activation réservé aux eSIM"))
+        return None
+    parts = value.split("$")
+    if len(value) > 255 or len(parts) < 3 or parts[0].upper() != "LPA:1" or not parts[1] or not parts[2]:
+        issues.append(RowIssue("activation_code", "format attendu : LPA:1$<adresse SM-DP+>$<code>"))
+        return None
+    return value
 
 
 def _parse_puk(field_name: str, raw: str, issues: list[RowIssue]) -> str | None:
@@ -89,35 +106,44 @@ def _parse_row(number: int, record: dict[str, str]) -> tuple[_ParsedRow | None, 
     esim_raw = (record.get("esim") or "").strip().lower()
     if esim_raw not in TRUE_WORDS | FALSE_WORDS:
         issues.append(RowIssue("esim", "valeur attendue : 0/1, oui/non"))
+    activation_code = _parse_activation_code(record.get("activation_code") or "", esim_raw in TRUE_WORDS, issues)
     report = RowReport(row=number, iccid=iccid, accepted=not issues, errors=issues)
     if issues:
         return None, report
     assert carrier is not None
     return (
-        _ParsedRow(number, iccid, imsi, puk1, puk2, carrier, esim_raw in TRUE_WORDS),
+        _ParsedRow(number, iccid, imsi, puk1, puk2, carrier, esim_raw in TRUE_WORDS, activation_code),
         report,
     )
 
 
 def read_import_csv(content: bytes) -> list[dict[str, str]]:
-    """Decodes the order file (`;`-separated, UTF-8 with or without BOM) and checks its header."""
+    """Decodes the order file (`;`-separated, UTF-8 with or without BOM) and checks its header; an
+    optional `activation_code` column carries the eSIMs' LPA strings."""
+    return read_csv_rows(content, required=IMPORT_COLUMNS, optional=OPTIONAL_IMPORT_COLUMNS)
+
+
+def read_csv_rows(content: bytes, *, required: Sequence[str], optional: Sequence[str] = ()) -> list[dict[str, str]]:
+    """A `;`-separated UTF-8 file (BOM or not) as dicts keyed by lower-cased header names."""
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValidationFailed("file", "le fichier doit être encodé en UTF-8") from exc
     reader = csv.DictReader(io.StringIO(text), delimiter=";")
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
-    missing = [c for c in IMPORT_COLUMNS if c not in header]
-    if missing:
-        raise ValidationFailed(
-            "file", f"colonnes manquantes : {', '.join(missing)} (attendu : {';'.join(IMPORT_COLUMNS)})"
-        )
-    reader.fieldnames = header
-    rows = []
-    for record in reader:
-        rows.append({k: (v or "") for k, v in record.items() if isinstance(k, str)})
-        if len(rows) > MAX_IMPORT_ROWS:
-            raise ValidationFailed("file", f"trop de lignes (maximum {MAX_IMPORT_ROWS})")
+    try:  # the csv module raises on e.g. a field over its size limit: a bad file, not a server error
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        missing = [c for c in required if c not in header]
+        if missing:
+            expected = ";".join([*required, *optional])
+            raise ValidationFailed("file", f"colonnes manquantes : {', '.join(missing)} (attendu : {expected})")
+        reader.fieldnames = header
+        rows = []
+        for record in reader:
+            rows.append({k: (v or "") for k, v in record.items() if isinstance(k, str)})
+            if len(rows) > MAX_IMPORT_ROWS:
+                raise ValidationFailed("file", f"trop de lignes (maximum {MAX_IMPORT_ROWS})")
+    except csv.Error as exc:
+        raise ValidationFailed("file", f"fichier CSV illisible : {exc}") from exc
     return rows
 
 
@@ -172,6 +198,7 @@ async def import_sims(
             puk2=row.puk2,
             carrier=row.carrier,
             is_esim=row.is_esim,
+            activation_code=row.activation_code,
             status=SimStatus.BLANK,
             import_batch=batch,
         )

@@ -1,0 +1,56 @@
+"""Automation rules: finds lines whose remaining data is under their auto top-up threshold (read from the
+OCS) and writes their top-up intents, exactly as the API does for a manual recharge."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from activities._errors import external_call
+from domain.contracts import AutoTopUpScan, AutoTopUpStarted
+from domain.models import CatalogueArticle, SimCard
+from domain.services.auto_topup import lines_under_auto_topup, rule_topup_count
+from domain.services.topups import TopUpRequest, create_or_get_topup, topup_input
+from integrations.ocs import OcsClient
+from workflows import activity_names as names
+
+
+class RuleActivities:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], ocs: OcsClient, snaic_sla_s: int) -> None:
+        self._sessionmaker = sessionmaker
+        self._ocs = ocs
+        self._snaic_sla_s = snaic_sla_s
+
+    @activity.defn(name=names.RULES_PREPARE_AUTO_TOPUPS)
+    async def prepare_auto_topups(self, data: AutoTopUpScan) -> AutoTopUpStarted:
+        async with self._sessionmaker() as session:
+            candidates = (await lines_under_auto_topup(session))[: data.limit]
+        started = AutoTopUpStarted(checked=len(candidates))
+        for line, rule in candidates:
+            assert line.ocs_account is not None
+            async with external_call():
+                account = await self._ocs.get_account(line.ocs_account)
+            remaining = account.total("*data") if account is not None else 0
+            if remaining >= rule.threshold_bytes:
+                continue
+            async with self._sessionmaker() as session:
+                episode = await rule_topup_count(session, line.id)
+            # One key per line and trigger episode: a retried activity finds the intent it already wrote.
+            key = f"rule-{rule.rule_id[:12]}-{line.id[:12]}-{episode}"
+            topup, line, _ = await create_or_get_topup(
+                self._sessionmaker,
+                TopUpRequest(
+                    line_id=line.id,
+                    data_gb=rule.data_gb,
+                    payment_method=rule.payment_method,
+                    idempotency_key=key,
+                    source="rule",
+                    requested_by=f"rule:{rule.rule_id}",
+                ),
+            )
+            async with self._sessionmaker() as session:
+                article = await session.get(CatalogueArticle, topup.article_id)
+                sim = await session.get(SimCard, line.sim_id) if line.sim_id else None
+            assert article is not None
+            started.inputs.append(topup_input(topup, line, article, sim.iccid if sim else None, self._snaic_sla_s))
+        return started

@@ -1,0 +1,355 @@
+"""Staff portal `/portal`: login, companies, SIM cards (dynamic table, selection), SIM detail.
+
+Handlers stay thin: queries live in `domain.services.portal_queries`, rendering in `api.portal.templating`,
+session/CSRF/errors in `api.portal.security`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import segno
+from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi.responses import RedirectResponse
+from markupsafe import Markup
+
+from api.authz import Principal, PrincipalKind
+from api.deps import SessionDep, SettingsDep, issue_token, principal_from_token
+from api.login import LoginPolicy, authenticate
+from api.portal.columns import COLUMNS_COOKIE, ColumnLayout
+from api.portal.security import (
+    LOGIN_PATH,
+    SESSION_COOKIE,
+    CsrfChecked,
+    PortalForbidden,
+    PortalNotFound,
+    PortalPrincipalDep,
+    PortalRoute,
+    apply_csrf_cookie,
+    clear_session_cookie,
+    csrf_token,
+    is_htmx,
+    safe_next,
+    set_session_cookie,
+)
+from api.portal.templating import render
+from domain.enums import SIM_STATUS_LABELS_FR, SimStatus
+from domain.errors import AuthenticationFailed, TotpRequired
+from domain.identifiers import InvalidIdentifier, normalize_iccid
+from domain.services.portal_queries import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    SimFilters,
+    ViewScope,
+    company_sites,
+    company_update_records,
+    get_company,
+    get_sim_detail,
+    list_companies,
+    list_sims_page,
+    sim_filter_options,
+)
+from domain.services.sims import sim_journal
+from infra.settings import Settings
+
+router = APIRouter(prefix="/portal", route_class=PortalRoute, include_in_schema=False)
+
+SIM_TABS = {"details": "Détails", "usage": "Utilisation", "journal": "Journal"}
+PAGE_SIZES = (25, 50, 100, 200)
+
+
+def scope_of(principal: Principal) -> ViewScope:
+    """The portal's view of `authorize`: platform admin everything, org staff their org, company staff theirs."""
+    if principal.is_platform_admin:
+        return ViewScope(org_id=None)
+    if principal.org_id is None:
+        raise PortalForbidden("Votre compte n'est rattaché à aucune organisation.")
+    return ViewScope(org_id=principal.org_id, company_id=principal.company_id)
+
+
+def page(
+    request: Request,
+    settings: Settings,
+    principal: Principal | None,
+    name: str,
+    context: dict[str, Any],
+    *,
+    nav: str | None = None,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    full = {"principal": principal, "csrf_token": csrf_token(request, settings), "nav": nav, **context}
+    response = render(request, name, full, status_code=status_code, headers=headers)
+    apply_csrf_cookie(request, response)
+    return response
+
+
+def _hx_target(request: Request) -> str | None:
+    return request.headers.get("HX-Target") if is_htmx(request) else None
+
+
+# --- login / logout --------------------------------------------------------------------------------
+
+
+async def _current_staff(request: Request, session: SessionDep, settings: Settings) -> Principal | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    try:
+        principal = await principal_from_token(session, settings, token)
+    except AuthenticationFailed:
+        return None
+    return principal if principal.kind is PrincipalKind.STAFF else None
+
+
+def _login_page(
+    request: Request,
+    settings: Settings,
+    *,
+    next_path: str,
+    email: str = "",
+    error: str | None = None,
+    status: int,
+    totp_needed: bool = False,
+) -> Response:
+    logged_out = request.query_params.get("logged_out") == "1"
+    context = {
+        "next_path": next_path,
+        "email": email,
+        "error": error,
+        "logged_out": logged_out,
+        "totp_needed": totp_needed,
+    }
+    return page(request, settings, None, "portal/login.html", context, status_code=status)
+
+
+@router.get("/login")
+async def login_form(request: Request, session: SessionDep, settings: SettingsDep, next: str | None = None) -> Response:
+    if await _current_staff(request, session, settings) is not None:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return _login_page(request, settings, next_path=safe_next(next), status=200)
+
+
+@router.post("/login", dependencies=[CsrfChecked])
+async def login_submit(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    email: Annotated[str, Form(max_length=320)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    totp: Annotated[str, Form(max_length=32)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    target = safe_next(next)
+    try:
+        who = await authenticate(
+            session, email, password, totp.strip() or None, policy=LoginPolicy.from_settings(settings)
+        )
+    except TotpRequired:
+        return _login_page(
+            request,
+            settings,
+            next_path=target,
+            email=email,
+            error="Ce compte est protégé par la double authentification : saisissez aussi le code à 6 chiffres.",
+            status=401,
+            totp_needed=True,
+        )
+    except AuthenticationFailed:
+        return _login_page(
+            request,
+            settings,
+            next_path=target,
+            email=email,
+            error="Adresse e-mail ou mot de passe incorrect (ou compte temporairement verrouillé).",
+            status=401,
+        )
+    if who.kind is not PrincipalKind.STAFF:
+        return _login_page(
+            request,
+            settings,
+            next_path=target,
+            email=email,
+            error="Ce portail est réservé au personnel. Les utilisateurs finaux se connectent à l'espace client.",
+            status=403,
+        )
+    response = RedirectResponse(target, status_code=303)
+    set_session_cookie(response, request, settings, issue_token(settings, who.kind, who.subject_id))
+    return response
+
+
+@router.post("/logout", dependencies=[CsrfChecked])
+async def logout(request: Request) -> Response:
+    response = RedirectResponse(f"{LOGIN_PATH}?logged_out=1", status_code=303)
+    clear_session_cookie(response, request)
+    return response
+
+
+@router.get("")
+async def home(_: PortalPrincipalDep) -> Response:
+    return RedirectResponse("/portal/sims", status_code=303)
+
+
+# --- companies -------------------------------------------------------------------------------------
+
+
+@router.get("/companies")
+async def companies(
+    request: Request, principal: PortalPrincipalDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    rows = await list_companies(session, scope_of(principal))
+    context = {"rows": rows, "show_org": principal.is_platform_admin}
+    return page(request, settings, principal, "portal/companies/list.html", context, nav="companies")
+
+
+@router.get("/companies/{company_id}")
+async def company_detail(
+    company_id: str, request: Request, principal: PortalPrincipalDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    row = await get_company(session, scope_of(principal), company_id[:64])
+    if row is None:
+        raise PortalNotFound("Cette entreprise n'existe pas ou n'est pas accessible avec votre compte.")
+    context = {
+        "row": row,
+        "company": row.company,
+        "sites": await company_sites(session, row.company.id),
+        "updates": await company_update_records(session, row.company.id),
+    }
+    return page(request, settings, principal, "portal/companies/detail.html", context, nav="companies")
+
+
+# --- SIM cards -------------------------------------------------------------------------------------
+
+
+def _parse_status(raw: str | None) -> SimStatus | None:
+    try:
+        return SimStatus(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _sims_url(params: dict[str, str], **changes: str | None) -> str:
+    merged = {**params, **changes}
+    query = {k: v for k, v in merged.items() if v}
+    return "/portal/sims" + (f"?{urlencode(query)}" if query else "")
+
+
+@router.get("/sims")
+async def sims(
+    request: Request,
+    principal: PortalPrincipalDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    company_id: Annotated[str | None, Query(max_length=64)] = None,
+    carrier: Annotated[str | None, Query(max_length=50)] = None,
+    q: Annotated[str | None, Query(max_length=64)] = None,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+    before: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+) -> Response:
+    scope = scope_of(principal)
+    filters = SimFilters(
+        status=_parse_status(status), company_id=company_id or None, carrier=carrier or None, search=q or None
+    )
+    result = await list_sims_page(session, scope, filters, after=after or None, before=before or None, limit=limit)
+    params = {
+        "status": filters.status.value if filters.status else "",
+        "company_id": filters.company_id or "",
+        "carrier": filters.carrier or "",
+        "q": (q or "").strip(),
+        "limit": str(limit) if limit != DEFAULT_PAGE_SIZE else "",
+    }
+    layout = ColumnLayout.from_cookie(request.cookies.get(COLUMNS_COOKIE))
+    context: dict[str, Any] = {
+        "result": result,
+        "params": params,
+        "layout": layout,
+        "columns": layout.visible_columns,
+        "current_url": _sims_url(params, after=after, before=before),
+        "next_url": _sims_url(params, after=result.next_cursor) if result.next_cursor else None,
+        "prev_url": _sims_url(params, before=result.prev_cursor) if result.prev_cursor else None,
+        "first_url": _sims_url(params) if (after or before) else None,
+        "status_labels": SIM_STATUS_LABELS_FR,
+        "page_sizes": PAGE_SIZES,
+    }
+    target = _hx_target(request)
+    if target == "sim-results":
+        return page(request, settings, principal, "portal/sims/_results.html", context)
+    context["options"] = await sim_filter_options(session, scope)
+    return page(request, settings, principal, "portal/sims/list.html", context, nav="sims")
+
+
+@router.post("/sims/columns", dependencies=[CsrfChecked])
+async def choose_columns(
+    request: Request,
+    principal: PortalPrincipalDep,
+    settings: SettingsDep,
+    order: Annotated[list[str] | None, Form()] = None,
+    visible: Annotated[list[str] | None, Form()] = None,
+    move: Annotated[str | None, Form(max_length=64)] = None,
+    return_to: Annotated[str, Form(max_length=2000)] = "/portal/sims",
+) -> Response:
+    """The column chooser: posted order + checked columns, plus an optional move; kept in a cookie."""
+    current = ColumnLayout.from_cookie(request.cookies.get(COLUMNS_COOKIE))
+    layout = ColumnLayout.from_form(order or [], visible or [], current).apply(move)
+    if is_htmx(request):
+        response = page(
+            request,
+            settings,
+            principal,
+            "portal/sims/_column_chooser.html",
+            {"layout": layout, "return_to": safe_next(return_to), "open": True},
+            headers={"HX-Trigger": "sim-columns-changed"},
+        )
+    else:
+        destination = safe_next(return_to)
+        response = RedirectResponse(destination if destination.startswith("/portal/sims") else "/portal/sims", 303)
+    response.set_cookie(
+        COLUMNS_COOKIE,
+        layout.to_cookie(),
+        max_age=365 * 24 * 3600,
+        path="/portal",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+def _qr_svg(payload: str) -> Markup:
+    svg = segno.make(payload, error="m").svg_inline(scale=4, border=2, title="QR code d'activation eSIM")
+    return Markup(svg)  # noqa: S704 - generated by segno from the escaped payload
+
+
+@router.get("/sims/{iccid}")
+async def sim_detail(
+    iccid: str,
+    request: Request,
+    principal: PortalPrincipalDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    tab: Annotated[str, Query(max_length=16)] = "details",
+) -> Response:
+    try:
+        normalised = normalize_iccid(iccid[:40])
+    except InvalidIdentifier as exc:
+        raise PortalNotFound("Cette carte SIM n'existe pas ou n'est pas accessible avec votre compte.") from exc
+    view = await get_sim_detail(session, scope_of(principal), normalised)
+    if view is None:
+        raise PortalNotFound("Cette carte SIM n'existe pas ou n'est pas accessible avec votre compte.")
+    tab = tab if tab in SIM_TABS else "details"
+    sim = view.row.sim
+    context: dict[str, Any] = {
+        "view": view,
+        "sim": sim,
+        "row": view.row,
+        "tab": tab,
+        "tabs": SIM_TABS,
+        "journal": await sim_journal(session, sim.id) if tab == "journal" else [],
+        "qr_svg": _qr_svg(sim.activation_code) if (tab == "details" and sim.is_esim and sim.activation_code) else None,
+    }
+    if _hx_target(request) == "sim-tabs":
+        return page(request, settings, principal, "portal/sims/_tabs.html", context)
+    return page(request, settings, principal, "portal/sims/detail.html", context, nav="sims")

@@ -1,0 +1,366 @@
+"""Lines: SIM activation (202 + workflow id), line detail with its journal and MAJ history, termination
+with grace period (cancellable), suspension, resumption and plan change.
+
+The API writes intent (the SIM reservation and the line row, in one transaction) and starts workflows;
+it performs no external side effect itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+
+from api.authz import Action, Principal, TenantChain, authorize
+from api.deps import PrincipalDep, SessionDep, StateDep
+from api.line_schemas import (
+    ActivationAccepted,
+    ActivationCreate,
+    LineChangeOut,
+    LineOut,
+    OperationAccepted,
+    PlanChangeCreate,
+    TerminationAccepted,
+    TerminationCancelled,
+    TerminationCreate,
+    UpdateRecordOut,
+)
+from api.line_workflows import start_activation, start_deprovisioning, start_line_operation
+from api.routes.sims import load_sim
+from domain.enums import LineStatus, SimStatus
+from domain.errors import IllegalTransition, NotFound, ResourceBusy, ValidationFailed
+from domain.identifiers import InvalidIdentifier, normalize_msisdn, normalize_rio
+from domain.lifecycle_contracts import (
+    CancelTermination,
+    DeprovisioningInput,
+    LineOperationInput,
+    SimActivationInput,
+)
+from domain.models import Company, EndUser, Line, Plan, SimCard, UpdateRecord
+from domain.services import lines as line_service
+from infra.temporal import workflow_ui_url
+from workflows.deprovisioning import DeprovisioningWorkflow
+from workflows.sim_activation import workflow_id as activation_workflow_id
+
+router = APIRouter(prefix="/api/v1", tags=["Lignes"])
+
+LIVE = (LineStatus.ACTIVE, LineStatus.SUSPENDED, LineStatus.INACTIVE)
+
+
+def _chain(line: Line) -> TenantChain:
+    return TenantChain(line.org_id, line.company_id, line.end_user_id)
+
+
+async def load_line(session: AsyncSession, principal: Principal, line_id: str, action: Action) -> Line:
+    line = await session.get(Line, line_id) if len(line_id) <= 32 else None
+    if line is None:
+        raise NotFound(None, "ligne introuvable")
+    authorize(principal, action, _chain(line), "ligne")
+    return line
+
+
+async def line_out(session: AsyncSession, line: Line) -> LineOut:
+    sim = await session.get(SimCard, line.sim_id) if line.sim_id else None
+    out = LineOut.model_validate(line)
+    return out.model_copy(
+        update={"iccid": sim.iccid if sim else None, "accepts_topup": line_service.accepts_topup(line)}
+    )
+
+
+# --- activation --------------------------------------------------------------------------------------
+
+
+@router.post("/sims/{iccid}/activation", status_code=202, response_model=ActivationAccepted)
+async def activate_sim(
+    iccid: str, body: ActivationCreate, principal: PrincipalDep, session: SessionDep, state: StateDep
+) -> ActivationAccepted:
+    sim = await load_sim(session, principal, iccid, Action.WRITE)
+    company = await session.get(Company, body.company_id)
+    if company is None or company.org_id != sim.org_id:
+        raise NotFound("company_id", "entreprise introuvable")
+    authorize(principal, Action.WRITE, TenantChain(company.org_id, company.id, body.end_user_id), "entreprise")
+    plan = await session.get(Plan, body.plan_id)
+    if plan is None or plan.org_id != sim.org_id or plan.company_id not in (None, company.id):
+        raise NotFound("plan_id", "forfait introuvable")
+    if body.end_user_id is not None:
+        user = await session.get(EndUser, body.end_user_id)
+        if user is None or user.company_id != company.id:
+            raise NotFound("end_user_id", "utilisateur final introuvable")
+    msisdn = port_msisdn = rio = None
+    try:
+        if body.msisdn is not None:
+            msisdn = normalize_msisdn(body.msisdn)
+        if body.port_in is not None:
+            port_msisdn = normalize_msisdn(body.port_in.msisdn)
+            rio = normalize_rio(body.port_in.rio, port_msisdn)
+    except InvalidIdentifier as exc:
+        field = exc.field if body.port_in is None else f"port_in.{exc.field}"
+        raise ValidationFailed(field, exc.reason) from exc
+
+    wf_id = activation_workflow_id(sim.org_id, sim.iccid)
+    existing = await _running_activation(session, sim, wf_id)
+    if existing is not None:
+        if existing.company_id != company.id or existing.plan_id != plan.id:
+            raise ResourceBusy("iccid", "une activation de cette SIM est déjà en cours avec d'autres paramètres")
+        return _accepted(state, wf_id, existing.id, "running")
+    if sim.status is not SimStatus.BLANK:
+        raise IllegalTransition("status", f"seule une SIM vierge peut être activée (statut : {sim.status.value})")
+
+    # Intent, in one transaction: the SIM held by this activation, the line under construction. The
+    # reservation is one conditional UPDATE: of concurrent requests, one wins, the others join its run.
+    try:
+        await line_service.reserve_sim(
+            session,
+            org_id=sim.org_id,
+            iccid=sim.iccid,
+            reservation_key=wf_id,
+            company_id=company.id,
+            actor=principal.label,
+            exclusive=True,
+        )
+    except ResourceBusy:
+        await session.refresh(sim)
+        existing = await _running_activation(session, sim, wf_id)
+        if existing is None or existing.company_id != company.id or existing.plan_id != plan.id:
+            raise
+        return _accepted(state, wf_id, existing.id, "running")
+    line = Line(
+        org_id=sim.org_id,
+        company_id=company.id,
+        sim_id=sim.id,
+        end_user_id=body.end_user_id,
+        plan_id=plan.id,
+        msisdn=msisdn or port_msisdn or "",
+        status=LineStatus.UNDER_CONSTRUCTION,
+        activation_workflow_id=wf_id,
+    )
+    session.add(line)
+    await session.commit()
+
+    data = SimActivationInput(
+        org_id=sim.org_id,
+        company_id=company.id,
+        line_id=line.id,
+        iccid=sim.iccid,
+        plan_id=plan.id,
+        end_user_id=body.end_user_id,
+        msisdn=msisdn,
+        port_in_msisdn=port_msisdn,
+        port_in_rio=rio,
+        requested_by=principal.label,
+        snaic_sla_s=state.settings.snaic_callback_sla_s,
+    )
+    try:
+        await start_activation(await state.temporal(), state.settings, data, msisdn or port_msisdn)
+    except (RPCError, OSError, TimeoutError, RuntimeError) as exc:
+        # Nothing started: the intent is undone so the SIM can be activated again.
+        await line_service.release_sim(session, iccid=sim.iccid, reservation_key=wf_id, actor=principal.label)
+        line.failure_reason = "le moteur de workflows est indisponible"
+        await line_service.change_line(session, line, actor=principal.label, status=LineStatus.OBSOLETE)
+        await session.commit()
+        raise ResourceBusy(None, "le moteur de workflows est indisponible, réessayez plus tard") from exc
+    return _accepted(state, wf_id, line.id, "accepted")
+
+
+async def _running_activation(session: AsyncSession, sim: SimCard, wf_id: str) -> Line | None:
+    """A double click: the SIM is already held by this activation, whose line is under construction."""
+    if sim.reserved_by != wf_id:
+        return None
+    query = select(Line).where(
+        Line.sim_id == sim.id, Line.activation_workflow_id == wf_id, Line.status == LineStatus.UNDER_CONSTRUCTION
+    )
+    return (await session.execute(query)).scalars().first()
+
+
+def _accepted(state: StateDep, wf_id: str, line_id: str, status: str) -> ActivationAccepted:
+    return ActivationAccepted(
+        workflow_id=wf_id, line_id=line_id, status=status, workflow_url=workflow_ui_url(state.settings, wf_id)
+    )
+
+
+# --- lines -------------------------------------------------------------------------------------------
+
+
+@router.get("/lines/{line_id}", response_model=LineOut)
+async def get_line(line_id: str, principal: PrincipalDep, session: SessionDep) -> LineOut:
+    line = await load_line(session, principal, line_id, Action.READ)
+    return await line_out(session, line)
+
+
+@router.get("/lines/{line_id}/journal", response_model=list[LineChangeOut])
+async def get_line_journal(line_id: str, principal: PrincipalDep, session: SessionDep) -> list[LineChangeOut]:
+    line = await load_line(session, principal, line_id, Action.READ)
+    return [LineChangeOut.model_validate(c) for c in await line_service.line_journal(session, line.id)]
+
+
+@router.get("/lines/{line_id}/updates", response_model=list[UpdateRecordOut])
+async def get_line_updates(line_id: str, principal: PrincipalDep, session: SessionDep) -> list[UpdateRecordOut]:
+    """The MAJ history of the line: every push to SNAIC, the OCS and CFAST, its answer, ids and errors."""
+    line = await load_line(session, principal, line_id, Action.READ)
+    query = select(UpdateRecord).where(UpdateRecord.line_id == line.id).order_by(UpdateRecord.id)
+    return [UpdateRecordOut.model_validate(r) for r in (await session.execute(query)).scalars()]
+
+
+# --- termination -------------------------------------------------------------------------------------
+
+
+@router.post("/lines/{line_id}/termination", status_code=202, response_model=TerminationAccepted)
+async def terminate_line(
+    line_id: str, body: TerminationCreate, principal: PrincipalDep, session: SessionDep, state: StateDep
+) -> TerminationAccepted:
+    line = await load_line(session, principal, line_id, Action.WRITE)
+    if line.status is LineStatus.TERMINATED:
+        raise IllegalTransition("status", "la ligne est déjà résiliée")
+    if line.status not in LIVE:
+        raise IllegalTransition("status", f"ligne {line.status.value} : résiliation impossible")
+    sim = await session.get(SimCard, line.sim_id) if line.sim_id else None
+    data = DeprovisioningInput(
+        org_id=line.org_id,
+        company_id=line.company_id,
+        line_id=line.id,
+        grace_days=body.grace_days,
+        requested_by=principal.label,
+        reason=body.reason,
+        snaic_sla_s=state.settings.snaic_callback_sla_s,
+        request_id=secrets.token_hex(8),
+    )
+    client = await state.temporal()
+    wf_id = await start_deprovisioning(
+        client, state.settings, data, iccid=sim.iccid if sim else None, msisdn=line.msisdn
+    )
+    handle = client.get_workflow_handle(wf_id)
+    grace_until = None
+    try:
+        current = await asyncio.wait_for(handle.query(DeprovisioningWorkflow.state), timeout=5)
+        grace_until = current.grace_until
+        status = current.status
+    except (RPCError, TimeoutError):
+        status = "accepted"
+    return TerminationAccepted(
+        workflow_id=wf_id,
+        line_id=line.id,
+        status=status,
+        grace_until=grace_until,
+        workflow_url=workflow_ui_url(state.settings, wf_id),
+    )
+
+
+@router.delete("/lines/{line_id}/termination", response_model=TerminationCancelled)
+async def cancel_termination(
+    line_id: str, principal: PrincipalDep, session: SessionDep, state: StateDep
+) -> TerminationCancelled:
+    """Cancels a termination during its grace period (409 once the termination has begun)."""
+    line = await load_line(session, principal, line_id, Action.WRITE)
+    if line.termination_workflow_id is None or line.status is LineStatus.TERMINATED:
+        raise IllegalTransition("termination", "aucune résiliation en attente sur cette ligne")
+    client = await state.temporal()
+    handle = client.get_workflow_handle_for(DeprovisioningWorkflow.run, line.termination_workflow_id)
+    try:
+        await handle.execute_update(
+            DeprovisioningWorkflow.cancel_termination, CancelTermination(requested_by=principal.label)
+        )
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else str(err)
+        raise IllegalTransition("termination", f"résiliation non annulable : {reason}") from err
+    except RPCError as err:
+        raise IllegalTransition("termination", "aucune résiliation en attente sur cette ligne") from err
+    result = await handle.result()
+    return TerminationCancelled(workflow_id=line.termination_workflow_id, line_id=line.id, status=result.status)
+
+
+# --- suspension, resumption, plan change -------------------------------------------------------------
+
+
+async def _operation(
+    line_id: str,
+    operation: str,
+    principal: Principal,
+    session: AsyncSession,
+    state: StateDep,
+    idempotency_key: str | None,
+    plan_id: str | None = None,
+) -> OperationAccepted:
+    line = await load_line(session, principal, line_id, Action.WRITE)
+    allowed = {"suspend": (LineStatus.ACTIVE,), "resume": (LineStatus.SUSPENDED,), "change_plan": LIVE}
+    if line.status not in allowed[operation]:
+        raise IllegalTransition("status", f"ligne {line.status.value} : opération impossible")
+    if line.termination_scheduled_for is not None:
+        raise IllegalTransition("status", "une résiliation est programmée sur cette ligne")
+    if plan_id is not None:
+        plan = await session.get(Plan, plan_id)
+        if plan is None or plan.org_id != line.org_id or plan.company_id not in (None, line.company_id):
+            raise NotFound("plan_id", "forfait introuvable")
+        if plan.id == line.plan_id:
+            raise IllegalTransition("plan_id", "la ligne est déjà sur ce forfait")
+    request_id = _request_id(idempotency_key)
+    sim = await session.get(SimCard, line.sim_id) if line.sim_id else None
+    data = LineOperationInput(
+        org_id=line.org_id,
+        company_id=line.company_id,
+        line_id=line.id,
+        operation=operation,
+        plan_id=plan_id,
+        requested_by=principal.label,
+        snaic_sla_s=state.settings.snaic_callback_sla_s,
+    )
+    wf_id = await start_line_operation(
+        await state.temporal(),
+        state.settings,
+        data,
+        request_id=request_id,
+        iccid=sim.iccid if sim else None,
+        msisdn=line.msisdn,
+    )
+    return OperationAccepted(
+        workflow_id=wf_id,
+        line_id=line.id,
+        operation=operation,
+        status="accepted",
+        workflow_url=workflow_ui_url(state.settings, wf_id),
+    )
+
+
+def _request_id(idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return secrets.token_hex(8)
+    key = idempotency_key.strip()
+    if not 1 <= len(key) <= 64 or not all(c.isalnum() or c in "-_." for c in key):
+        raise ValidationFailed("Idempotency-Key", "1 à 64 caractères : lettres, chiffres, - _ .")
+    return key
+
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+@router.post("/lines/{line_id}/suspension", status_code=202, response_model=OperationAccepted)
+async def suspend_line(
+    line_id: str, principal: PrincipalDep, session: SessionDep, state: StateDep, idempotency_key: IdempotencyKey = None
+) -> OperationAccepted:
+    return await _operation(line_id, "suspend", principal, session, state, idempotency_key)
+
+
+@router.delete("/lines/{line_id}/suspension", status_code=202, response_model=OperationAccepted)
+async def resume_line(
+    line_id: str, principal: PrincipalDep, session: SessionDep, state: StateDep, idempotency_key: IdempotencyKey = None
+) -> OperationAccepted:
+    return await _operation(line_id, "resume", principal, session, state, idempotency_key)
+
+
+@router.post("/lines/{line_id}/plan-change", status_code=202, response_model=OperationAccepted)
+async def change_plan(
+    line_id: str,
+    body: PlanChangeCreate,
+    principal: PrincipalDep,
+    session: SessionDep,
+    state: StateDep,
+    idempotency_key: IdempotencyKey = None,
+) -> OperationAccepted:
+    return await _operation(line_id, "change_plan", principal, session, state, idempotency_key, plan_id=body.plan_id)

@@ -1,0 +1,192 @@
+"""A world for top-ups: an organisation whose lines really exist in OCS, SNAIC and CFAST, a company with a
+saved card in localstripe and a funded wallet, and a staff member. Used by the tests, the crash drill and
+the benchmark."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+
+from domain.enums import ArticleKind, LineStatus, SimStatus, StaffRole, WalletOwnerType
+from domain.identifiers import iccid_with_check_digit, msisdn_national
+from domain.models import (
+    CatalogueArticle,
+    Company,
+    EndUser,
+    Line,
+    Organisation,
+    SimCard,
+    StaffUser,
+    Wallet,
+    WalletEntry,
+)
+from domain.security import hash_password
+from infra.db import create_engine, create_sessionmaker
+from infra.settings import Settings
+from integrations.cfast import CfastClient
+from integrations.ocs import OcsClient
+from integrations.snaic import SnaicClient
+from integrations.stripe_gateway import StripeGateway
+
+STAFF_PASSWORD = "Staff-password-2026!"
+GOOD_CARD = "4242424242424242"
+DECLINING_CARD = "4000000000000341"
+
+
+@dataclass
+class World:
+    settings: Settings
+    org_id: str
+    company_id: str
+    staff_email: str
+    end_user_id: str
+    article_id: str
+    lines: list[str] = field(default_factory=list)
+
+
+_counter = iter(range(1, 10_000_000))
+
+
+def _next_numbers() -> tuple[str, str, str]:
+    n = next(_counter) + int(uuid.uuid4().int % 1_000_000) * 10
+    iccid = iccid_with_check_digit(f"8933150{n:011d}")
+    imsi = f"20815{n:010d}"
+    msisdn = f"+336{n % 100_000_000:08d}"
+    return iccid, imsi, msisdn
+
+
+async def build_world(
+    settings: Settings, *, card: str | None = GOOD_CARD, wallet_minor: int = 10_000, min_balance_minor: int = 0
+) -> World:
+    """An organisation, a company paying with `card` (or no card), a funded wallet, a staff member."""
+    slug = f"topup-{uuid.uuid4().hex[:10]}"
+    engine = create_engine(settings.database_url)
+    stripe_customer = stripe_pm = None
+    if card is not None:
+        async with StripeGateway(
+            settings.stripe_secret_key.get_secret_value(), settings.stripe_api_base, 10
+        ) as gateway:
+            customer = await gateway.ensure_customer(f"billing@{slug}.test", slug, {"org": slug}, f"{slug}:customer")
+            saved = await gateway.attach_card(customer.customer_id, card, f"{slug}:card")
+            stripe_customer, stripe_pm = customer.customer_id, saved.payment_method_id
+    try:
+        async with create_sessionmaker(engine).begin() as session:
+            org = Organisation(name=f"Org {slug}", slug=slug)
+            session.add(org)
+            await session.flush()
+            company = Company(
+                org_id=org.id,
+                name=f"Entreprise {slug}",
+                customer_reference=f"REF-{slug}".upper(),
+                billing_email=f"billing@{slug}.test",
+                stripe_customer_id=stripe_customer,
+                stripe_payment_method_id=stripe_pm,
+            )
+            session.add(company)
+            await session.flush()
+            user = EndUser(org_id=org.id, company_id=company.id, email=f"user@{slug}.test", full_name="Utilisateur")
+            staff = StaffUser(
+                email=f"staff@{slug}.test",
+                password_hash=hash_password(STAFF_PASSWORD),
+                role=StaffRole.ORG_STAFF,
+                org_id=org.id,
+            )
+            article = CatalogueArticle(
+                org_id=org.id,
+                code="RECHARGE_DATA_1GO",
+                label="Recharge DATA 1Go",
+                kind=ArticleKind.ONE_OFF_OPTION,
+                sale_price_minor=50,
+                purchase_price_minor=20,
+                data_bytes=1_073_741_824,
+                category="Voix & Data",
+                carrier="Orange",
+            )
+            wallet = Wallet(
+                org_id=org.id,
+                company_id=company.id,
+                owner_type=WalletOwnerType.COMPANY,
+                owner_id=company.id,
+                min_balance_minor=min_balance_minor,
+            )
+            session.add_all([user, staff, article, wallet])
+            await session.flush()
+            if wallet_minor:
+                session.add(
+                    WalletEntry(
+                        wallet_id=wallet.id, amount_minor=wallet_minor, kind="top_up", reference=f"{slug}:initial"
+                    )
+                )
+            return World(settings, org.id, company.id, staff.email, user.id, article.id)
+    finally:
+        await engine.dispose()
+
+
+async def provision_line(world: World, *, in_snaic: bool = True, in_cfast: bool = True, record_ids: bool = True) -> str:
+    """A line that exists in OCS (account), SNAIC (active line) and CFAST (service), and in our records."""
+    settings = world.settings
+    iccid, imsi, msisdn = _next_numbers()
+    account = f"line-{uuid.uuid4().hex[:12]}"
+    snaic_line_id = cfast_service_id = None
+    async with OcsClient(settings.ocs_url, settings.ocs_tenant, 10) as ocs:
+        await ocs.set_account(account)
+    if in_snaic:
+        async with SnaicClient(settings.snaic_url, 10) as snaic:
+            ack = await snaic.create_line(
+                iccid=iccid, msisdn=msisdn, offer_code="MOBILE_5GO", idempotency_key=f"setup:{account}:line"
+            )
+            await snaic.wait_for_order(ack.order_id, timeout_s=10)
+            snaic_line_id = ack.line_id
+    if in_cfast:
+        async with CfastClient(settings.cfast_url, 10) as cfast:
+            ref = f"C-{account}"
+            customer = await cfast.create_customer(
+                customer_name="Client test", customer_reference=ref, idempotency_key=f"setup:{account}:customer"
+            )
+            point = await cfast.create_billing_point(
+                customer.customer_id, label="Facturation", idempotency_key=f"setup:{account}:bp"
+            )
+            site = await cfast.create_site(
+                point.billing_point_id, label="Mobile", parc_type="mobile", idempotency_key=f"setup:{account}:site"
+            )
+            service = await cfast.create_service(
+                site.site_id,
+                service_label=msisdn_national(msisdn),
+                last_name="Test",
+                article_code="MOBILE_5GO",
+                article_periodic_price=990,
+                periodic_buy_price=400,
+                start_date=date(2026, 11, 1),
+                idempotency_key=f"setup:{account}:service",
+            )
+            cfast_service_id = service.service_id
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_sessionmaker(engine).begin() as session:
+            sim = SimCard(
+                org_id=world.org_id,
+                iccid=iccid,
+                imsi=imsi,
+                carrier="Orange",
+                status=SimStatus.ACTIVE,
+                company_id=world.company_id,
+            )
+            session.add(sim)
+            await session.flush()
+            line = Line(
+                org_id=world.org_id,
+                company_id=world.company_id,
+                sim_id=sim.id,
+                msisdn=msisdn,
+                status=LineStatus.ACTIVE,
+                ocs_account=account,
+                snaic_line_id=snaic_line_id if record_ids else None,
+                cfast_service_id=cfast_service_id if record_ids else None,
+            )
+            session.add(line)
+            await session.flush()
+            world.lines.append(line.id)
+            return line.id
+    finally:
+        await engine.dispose()

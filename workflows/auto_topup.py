@@ -1,0 +1,55 @@
+"""Auto top-up scan (`auto-topup-scan`, run by a Temporal Schedule): lines under their rule's threshold get
+the same TopUpWorkflow as a manual recharge, started as children that outlive the scan."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    from domain.contracts import AutoTopUpScan, AutoTopUpStarted
+    from workflows import _policies as policies
+    from workflows import activity_names as names
+    from workflows._search import initial_attributes
+    from workflows.topup import TopUpWorkflow
+    from workflows.topup import workflow_id as topup_workflow_id
+
+SCHEDULE_ID = "auto-topup-scan"
+
+
+@workflow.defn
+class AutoTopUpScanWorkflow:
+    @workflow.run
+    async def run(self, scan: AutoTopUpScan) -> list[str]:
+        prepared = await workflow.execute_activity(
+            names.RULES_PREPARE_AUTO_TOPUPS,
+            scan,
+            result_type=AutoTopUpStarted,
+            start_to_close_timeout=policies.EXTERNAL_CALL_TIMEOUT * 4,
+            retry_policy=policies.EXTERNAL_CALL_RETRY,
+        )
+        started: list[str] = []
+        for data in prepared.inputs:
+            child_id = topup_workflow_id(data.org_id, data.topup_id)
+            try:
+                await workflow.start_child_workflow(
+                    TopUpWorkflow.run,
+                    data,
+                    id=child_id,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                    search_attributes=initial_attributes(
+                        org_id=data.org_id,
+                        company_id=data.company_id,
+                        iccid=data.iccid,
+                        msisdn=data.msisdn,
+                        status="pending",
+                    ),
+                    static_summary=f"Recharge automatique {data.quantity} Go — {data.msisdn}",
+                )
+            except WorkflowAlreadyStartedError:
+                pass  # started by an earlier scan attempt
+            started.append(child_id)
+        workflow.set_current_details(f"{len(started)} recharge(s) automatique(s) sur {prepared.checked} ligne(s)")
+        return started
