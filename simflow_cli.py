@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -108,6 +109,46 @@ def audit_verify(
         return
     typer.echo(f"audit log BROKEN after {rows} valid rows (row {bad_id}): {reason}", err=True)
     raise typer.Exit(code=1)
+
+
+@app.command("import-sims")
+def import_sims(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="CSV iccid;imsi;puk1;puk2;…"),
+    org: str = typer.Option(..., "--org", help="organisation (id ou slug)"),
+    errors: Path | None = typer.Option(None, "--errors", help="rapport d'erreurs (défaut : FICHIER.erreurs.csv)"),
+) -> None:
+    """Import the operator's SIM order file (validation per row, duplicates, known carrier) with a progress
+    bar; rejected rows go to an error report."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from domain.errors import DomainError
+    from infra.sim_import import import_sims_file
+
+    with Progress(
+        TextColumn("[bold]import des SIM"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task("import", total=None)
+        try:
+            result = asyncio.run(
+                import_sims_file(
+                    get_settings(),
+                    file,
+                    org,
+                    errors_path=errors,
+                    on_total=lambda total: progress.update(task, total=total),
+                    on_rows=lambda rows: progress.advance(task, rows),
+                )
+            )
+        except DomainError as exc:
+            console.print(f"[red]refusé[/] : {exc}")
+            raise typer.Exit(code=2) from exc
+    summary = result.summary
+    console.print(
+        f"{result.rows} lignes en {result.seconds:.1f} s pour « {result.org_name} » : "
+        f"[green]{summary.accepted} acceptées[/], [red]{summary.rejected} rejetées[/] (lot {summary.batch})"
+    )
+    if result.errors_path is not None:
+        console.print(f"rapport d'erreurs : {result.errors_path}")
 
 
 if __name__ == "__main__":

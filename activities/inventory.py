@@ -174,7 +174,6 @@ class InventoryActivities:
                 company_id=data.company_id,
                 actor=data.actor,
             )
-            deployment_id = await self._deployment(session, data)
             if line is None:
                 session.add(
                     Line(
@@ -189,6 +188,8 @@ class InventoryActivities:
                         activation_workflow_id=data.reservation_key,
                     )
                 )
+                await session.flush()
+            deployment_id = await self._deployment(session, data)
             return ReservedSim(
                 sim_id=sim.id, iccid=sim.iccid, carrier=sim.carrier, is_esim=sim.is_esim, deployment_id=deployment_id
             )

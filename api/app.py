@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api import portal
 from api.deps import AppState
 from api.guard import access_guard, install_security
+from api.portal import bulk as portal_bulk
+from api.portal import imports as portal_imports
 from api.portal import recharges as portal_recharges
 from api.problems import install_problem_handlers
 from api.routes import (
@@ -94,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(portal.router)
     app.include_router(portal_recharges.router)
+    app.include_router(portal_bulk.router)  # SIM lifecycle
+    app.include_router(portal_imports.router)
     for security_router in (api_keys.router, staff.router, audit.router, webhooks.router, webhooks.events_router):
         app.include_router(security_router)
     install_security(app)

@@ -44,6 +44,7 @@ from api.deps import (
     oauth2_scheme,
     resolve_principal,
 )
+from api.login import bind_request_settings, reset_request_settings
 from domain.audit import AuditEntry, bind_context, record, reset_context
 from domain.errors import AuthenticationFailed, NotFound, PasswordChangeRequired, PermissionDenied, ValidationFailed
 from domain.models import ApiKey
@@ -348,6 +349,7 @@ class RequestContextMiddleware:
         audit_token = bind_context(request_id=request_id, ip=ip, user_agent=headers.get("user-agent"))
         throttle = scope.get("method") == "POST" and LOGIN_PATH.match(scope.get("path", "")) is not None
         state = getattr(getattr(scope.get("app"), "state", None), "simflow", None)
+        settings_token = bind_request_settings(state.settings) if state is not None else None
         status_holder: dict[str, int] = {}
 
         async def send_with_id(message: Message) -> None:
@@ -370,6 +372,8 @@ class RequestContextMiddleware:
             if throttle and state is not None and status_holder.get("status") == 401:
                 state.limiter.hit(f"login-failures:{ip}", state.settings.rate_limit_window_s)
         finally:
+            if settings_token is not None:
+                reset_request_settings(settings_token)
             reset_context(audit_token)
             structlog.contextvars.unbind_contextvars("request_id")
 

@@ -8,6 +8,7 @@ raises. Unknown account, wrong password, locked account and wrong second factor 
 
 from __future__ import annotations
 
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -33,6 +34,19 @@ from infra.settings import Settings, get_settings
 MAX_FAILED_LOGINS = 5
 LOCK_DURATION = timedelta(minutes=30)
 INVALID = "identifiants invalides ou compte verrouillé"
+
+
+# The settings of the application serving the current request (bound by `api.guard.RequestContextMiddleware`),
+# so callers that pass no policy (the portal forms) use the same lockout and keys as the API.
+_request_settings: ContextVar[Settings | None] = ContextVar("simflow_request_settings", default=None)
+
+
+def bind_request_settings(settings: Settings) -> Token[Settings | None]:
+    return _request_settings.set(settings)
+
+
+def reset_request_settings(token: Token[Settings | None]) -> None:
+    _request_settings.reset(token)
 
 
 @dataclass(frozen=True)
@@ -100,7 +114,7 @@ async def authenticate(
 ) -> Authenticated:
     """Checks a staff member's or end user's password (and second factor). Raises AuthenticationFailed
     (TotpRequired when the password is right but the account's 2FA code is missing)."""
-    policy = policy or LoginPolicy.from_settings(get_settings())
+    policy = policy or LoginPolicy.from_settings(_request_settings.get() or get_settings())
     now = datetime.now(UTC)
     account = await find_account(session, email)
     if account is None:

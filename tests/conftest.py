@@ -201,6 +201,8 @@ def settings(
         # Every test request comes from one client address: the per-IP login throttle is tested with its
         # own app (tests/api/test_security_auth.py), not left to trip over the rest of the suite.
         rate_limit_login_failures_per_ip=100_000,
+        # Session fixtures log in once; a loaded CI machine can run the suite longer than a normal token lives.
+        jwt_ttl_minutes=600,
     )
 
 

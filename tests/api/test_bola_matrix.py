@@ -696,3 +696,43 @@ async def test_privileged_fields_are_rejected_and_nothing_is_written(
     assert checked > 10
     assert not problems, "\n".join(problems)
     assert not changed, changed
+
+
+# --- by construction ---------------------------------------------------------------------------------------
+
+
+async def test_a_route_added_later_inherits_the_guard(settings: Any, world: World) -> None:
+    """A route written with no authorisation at all is still authenticated, tenant-checked and audited;
+    an id the registry does not know stops the request instead of slipping through."""
+    from fastapi import APIRouter
+
+    from api.app import create_app
+    from domain.services.tenancy import UnregisteredIdParameter
+
+    app = create_app(settings)
+    router = APIRouter(prefix="/api/v1/widgets")
+
+    @router.get("/{line_id}")
+    async def naive(line_id: str) -> dict[str, str]:
+        return {"line_id": line_id}
+
+    @router.get("/by-gizmo/{gizmo_ref}")
+    async def unknown(gizmo_ref: str) -> dict[str, str]:
+        return {"gizmo": gizmo_ref}
+
+    app.include_router(router)
+    own = await world.get("line_id", "o1c1")
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://simflow.test") as client:
+            assert (await client.get(f"/api/v1/widgets/{own}")).status_code == 401
+            assert (
+                await client.get(f"/api/v1/widgets/{own}", headers=world.principals["org2_staff"])
+            ).status_code == 404
+            assert (
+                await client.get(f"/api/v1/widgets/{own}", headers=world.principals["company2_staff"])
+            ).status_code == 404
+            allowed = await client.get(f"/api/v1/widgets/{own}", headers=world.principals["org1_staff"])
+            assert allowed.status_code == 200 and allowed.json() == {"line_id": own}
+            with pytest.raises(UnregisteredIdParameter, match="gizmo_ref"):
+                await client.get("/api/v1/widgets/by-gizmo/x", headers=world.principals["platform_admin"])

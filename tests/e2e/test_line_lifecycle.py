@@ -154,7 +154,9 @@ async def test_suspend_compensates_supplier_when_ocs_refuses(
     assert account is not None and not account.get("Disabled")
     current = await db_one(settings, select(Line).where(Line.id == line["id"]))
     assert current.status is LineStatus.ACTIVE
-    records = await db_all(settings, select(UpdateRecord).where(UpdateRecord.line_id == line["id"]))
+    records = await db_all(
+        settings, select(UpdateRecord).where(UpdateRecord.line_id == line["id"]).order_by(UpdateRecord.id)
+    )
     ops = [r.operation for r in records if r.workflow_id == handle.id]
     assert ops[:3] == ["snaic_suspend", "snaic_suspend_result", "ocs_suspend"]
     assert "compensate_snaic" in ops

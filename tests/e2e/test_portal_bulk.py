@@ -1,0 +1,161 @@
+"""The portal's bulk operations and SIM import, through the real pages (CSRF, session cookie), with the
+workflows running on Temporal: selection → parameters → live progress → CSV report; export; import with
+its error report."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+
+from infra.settings import Settings
+from tests.api._support import random_iccid, random_imsi
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.e2e.lifecycle_support import Tenant, make_tenant
+from tests.e2e.topup_support import ApiServer
+
+pytestmark = pytest.mark.usefixtures("worker")
+CSRF_RE = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
+
+
+def csrf(html: str) -> str:
+    match = CSRF_RE.search(html)
+    assert match, "no csrf_token in the page"
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def live_api(settings: Settings, snaic_url: str) -> Iterator[ApiServer]:
+    with ApiServer(settings) as server:
+        httpx.post(
+            f"{snaic_url}/_sim/config",
+            json={
+                "callback_url": f"{server.url}/api/v1/snaic/callback",
+                "callback_secret": settings.snaic_callback_secret.get_secret_value(),
+                "callbacks_enabled": True,
+                "completion_delay_ms": 20,
+            },
+            timeout=5,
+        ).raise_for_status()
+        yield server
+        httpx.delete(f"{snaic_url}/_sim/config", timeout=5).raise_for_status()
+
+
+@pytest_asyncio.fixture
+async def staff(app_client: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser of its own (cookie jar) on the same app, logged in to the portal."""
+    async with httpx.AsyncClient(transport=app_client._transport, base_url="http://simflow.test") as client:
+        form = await client.get("/portal/login")
+        response = await client.post(
+            "/portal/login",
+            data={
+                "email": ADMIN_EMAIL,
+                "password": ADMIN_PASSWORD,
+                "csrf_token": csrf(form.text),
+                "next": "/portal/sims",
+            },
+        )
+        assert response.status_code == 303, response.text
+        yield client
+
+
+async def test_bulk_activation_from_the_portal_with_live_progress_and_report(
+    live_api: ApiServer,
+    staff: httpx.AsyncClient,
+    app_client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    temporal_client: Client,
+) -> None:
+    tenant: Tenant = await make_tenant(app_client, admin_headers, temporal_client, sims=3)
+    listing = await staff.get("/portal/sims", params={"q": tenant.iccids[0][-8:]})
+    assert 'id="bulk-operation"' in listing.text and "Opérations en masse" in listing.text
+    token = csrf(listing.text)
+    prepared = await staff.post(
+        "/portal/bulk/new", data={"csrf_token": token, "kind": "activate", "iccid": tenant.iccids}
+    )
+    assert prepared.status_code == 200, prepared.text
+    assert f'value="{tenant.company_id}"' in prepared.text and f'value="{tenant.plan_id}"' in prepared.text
+    assert prepared.text.count('name="iccid"') == 3
+
+    started = await staff.post(
+        "/portal/bulk",
+        data={
+            "csrf_token": csrf(prepared.text),
+            "kind": "activate",
+            "company_id": tenant.company_id,
+            "plan_id": tenant.plan_id,
+            "iccid": tenant.iccids,
+        },
+    )
+    assert started.status_code == 303, started.text
+    location = started.headers["location"]
+    assert location.startswith("/portal/bulk/")
+    detail = await staff.get(location)
+    assert detail.status_code == 200 and "Activer" in detail.text and "Voir dans Temporal" in detail.text
+    progress = detail.text
+    for _ in range(300):
+        progress = (await staff.get(f"{location}/progress", headers={"HX-Request": "true"})).text
+        if 'data-live="no"' in progress:
+            break
+        assert 'hx-trigger="every 1s"' in progress  # polled while running
+        await asyncio.sleep(0.1)
+    assert 'data-status="completed"' in progress, progress
+    assert '<span data-counter="succeeded">3</span>' in progress
+    assert progress.count('data-item-status="succeeded"') == 3
+
+    report = await staff.get(f"{location}/report.csv")
+    assert report.status_code == 200 and report.text.count("réussie") == 3
+    listing = await staff.get("/portal/bulk")
+    assert location.rsplit("/", 1)[1] in listing.text
+
+    export = await staff.post("/portal/bulk/export", data={"csrf_token": token, "iccid": tenant.iccids})
+    assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
+    header, *rows = export.content.decode("utf-8-sig").strip().splitlines()
+    assert header.split(";")[0] == "ICCID" and "Statut" in header.split(";")
+    assert sorted(r.split(";")[0] for r in rows) == sorted(tenant.iccids)
+    assert all("Prête à l'activation" in r for r in rows)
+
+
+async def test_refused_bulk_operation_shows_the_reason(
+    staff: httpx.AsyncClient, app_client: httpx.AsyncClient, admin_headers: dict[str, str], temporal_client: Client
+) -> None:
+    tenant = await make_tenant(app_client, admin_headers, temporal_client, sims=1)
+    token = csrf((await staff.get("/portal/sims")).text)
+    refused = await staff.post(
+        "/portal/bulk",
+        data={"csrf_token": token, "kind": "send_sms", "iccid": tenant.iccids[0], "text": ""},
+    )
+    assert refused.status_code == 422 and "texte du SMS" in refused.text
+
+
+async def test_import_page_reports_rows_and_offers_the_error_report(
+    staff: httpx.AsyncClient, app_client: httpx.AsyncClient, admin_headers: dict[str, str], temporal_client: Client
+) -> None:
+    tenant = await make_tenant(app_client, admin_headers, temporal_client, sims=0)
+    form = await staff.get("/portal/imports")
+    assert form.status_code == 200 and 'id="import-form"' in form.text
+    good = [random_iccid(), random_iccid()]
+    content = "iccid;imsi;puk1;puk2;carrier;esim;activation_code\n"
+    content += f"{good[0]};{random_imsi()};12345678;87654321;Orange;0;\n"
+    content += f"{good[1]};{random_imsi()};;;Bouygues;1;LPA:1$smdp.example.test$XYZ\n"
+    content += f"{random_iccid()};{random_imsi()};;;Inconnu;0;\n"
+    result = await staff.post(
+        "/portal/imports",
+        data={"csrf_token": csrf(form.text), "org_id": tenant.org_id},
+        files={"file": ("commande.csv", content.encode(), "text/csv")},
+    )
+    assert result.status_code == 200, result.text
+    assert 'data-accepted="2"' in result.text and 'data-rejected="1"' in result.text
+    link = re.search(r'href="(/portal/imports/[^"]+/errors\.csv)"', result.text)
+    assert link
+    errors = await staff.get(link.group(1))
+    assert errors.status_code == 200 and "carrier" in errors.text and "opérateur inconnu" in errors.text
+    qr = await app_client.get(f"/api/v1/sims/{good[1]}/esim-qr.svg", headers=admin_headers)
+    assert qr.status_code == 200 and qr.headers["content-type"] == "image/svg+xml" and "<svg" in qr.text
+    no_qr = await app_client.get(f"/api/v1/sims/{good[0]}/esim-qr.svg", headers=admin_headers)
+    assert no_qr.status_code == 404
