@@ -41,7 +41,7 @@ test-sqlite: $(STAMP) browser-deps
 
 test-postgres: $(STAMP)
 	@if [ -n "$$SIMFLOW_TEST_POSTGRES_URL" ]; then \
-	  SIMFLOW_TEST_BACKEND=postgres $(BIN)/pytest -q -m "not browser" tests/api tests/unit/test_migrations.py tests/e2e/test_company_cfast.py; \
+	  SIMFLOW_TEST_BACKEND=postgres $(BIN)/pytest -q -m "not browser"; \
 	else echo "SIMFLOW_TEST_POSTGRES_URL not set: PostgreSQL run skipped"; fi
 
 test: lint typecheck migrations-check test-sqlite test-postgres

@@ -151,5 +151,42 @@ def import_sims(
         console.print(f"rapport d'erreurs : {result.errors_path}")
 
 
+@app.command("import-account-status")
+def import_account_status(
+    file: Path = typer.Argument(
+        ...,
+        exists=True,
+        dir_okay=False,
+        readable=True,
+        help="CSV iccid;msisdn;status;data_used_bytes;data_remaining_bytes;last_usage_at",
+    ),
+    org: str = typer.Option(..., "--org", help="organisation (id ou slug)"),
+) -> None:
+    """Apply the operator's AccountStatus file to the organisation's SIMs (workflow
+    `account-status/{org}/{sha256}`, once per file): usage recorded, first usage → SIM `active` and
+    `sim_card.first_usage` published; unknown ICCIDs and invalid rows are reported."""
+    from domain.errors import DomainError
+    from infra.account_status_import import import_account_status_file
+
+    try:
+        outcome = asyncio.run(import_account_status_file(get_settings(), file, org))
+    except DomainError as exc:
+        console.print(f"[red]refusé[/] : {exc}")
+        raise typer.Exit(code=2) from exc
+    result = outcome.result
+    if outcome.duplicate:
+        console.print(f"[yellow]fichier déjà importé[/] ({outcome.workflow_id}) : rien n'a été modifié.")
+    console.print(
+        f"{result.rows} lignes pour « {outcome.org_name} » : [green]{result.applied} appliquées[/], "
+        f"{result.activated} SIM activée(s) (première utilisation), {result.unknown} ICCID inconnu(s), "
+        f"[red]{result.errors} en erreur[/]"
+    )
+    shown = 20
+    for problem in outcome.problems[:shown]:
+        console.print(f"  ligne {problem['row']} — {problem['iccid']} — {problem['field']} : {problem['reason']}")
+    if len(outcome.problems) > shown:
+        console.print(f"  … et {len(outcome.problems) - shown} autre(s) (table account_status_imports)")
+
+
 if __name__ == "__main__":
     app()

@@ -23,6 +23,7 @@ from activities.records import RecordActivities
 from activities.rules import RuleActivities
 from activities.snaic import SnaicActivities
 from activities.topups import TopUpActivities
+from activities.usage import UsageActivities
 from activities.webhooks import AuditActivities, WebhookActivities
 from domain.security import SecretBox
 from infra.db import create_engine, create_sessionmaker
@@ -35,10 +36,12 @@ from integrations.ocs import OcsClient
 from integrations.snaic import SnaicClient
 from integrations.stripe_gateway import StripeGateway
 from integrations.webhooks import WebhookSender
+from workflows.account_status import AccountStatusImportWorkflow
 from workflows.auto_topup import AutoTopUpScanWorkflow
 from workflows.bulk import BulkOperationWorkflow
 from workflows.cfast_customer import CfastCustomerWorkflow
 from workflows.deprovisioning import DeprovisioningWorkflow, LineQuarantineWorkflow
+from workflows.first_usage import FirstUsageScanWorkflow
 from workflows.line_operations import LineOperationWorkflow
 from workflows.sim_activation import SimActivationWorkflow
 from workflows.topup import TopUpWorkflow
@@ -58,6 +61,8 @@ WORKFLOWS = (
 )
 # Security: outgoing webhook deliveries
 WORKFLOWS = (*WORKFLOWS, WebhookDeliveryWorkflow)
+# Usage: AccountStatus files, first usage in the OCS
+WORKFLOWS = (*WORKFLOWS, AccountStatusImportWorkflow, FirstUsageScanWorkflow)
 
 
 @asynccontextmanager
@@ -96,6 +101,8 @@ async def build_worker(settings: Settings, client: Client) -> AsyncIterator[Work
                 SecretBox(settings.secrets_key.get_secret_value()),
                 settings,
             ),
+            # Usage: AccountStatus files, first usage in the OCS, first-usage events
+            UsageActivities(sessionmaker, ocs, settings),
         ]
         activities = [
             getattr(obj, name)

@@ -2,8 +2,10 @@
 deployments. Every status change goes through the status machines (`domain.sim_status`,
 `domain.line_status`) and writes the journals; every write is idempotent (conditional updates, keys).
 
-`line_accepts_topup` is the gate the top-up workflow checks before charging: a line whose termination
-is scheduled (grace period running) or done accepts no top-up.
+Every id an activity receives from its workflow's input (and so, at the start, from an API caller) is
+checked against the tenant the workflow runs for with `ensure_in_tenant` (the `authorize` of the handlers,
+with the workflow's principal) before anything is read or written: an id of another organisation is a
+non-retryable `inventory.not_found`, and nothing changes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from domain.authz import Action, TenantChain
 from domain.enums import DeploymentKind, DeploymentStatus, LineStatus, SimStatus
 from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.identifiers import InvalidIdentifier
@@ -29,7 +32,6 @@ from domain.lifecycle_contracts import (
     CompleteTermination,
     FinalizeActivation,
     LineSnapshot,
-    LineTopupCheck,
     LoadActivation,
     LoadLine,
     LoadPlan,
@@ -58,6 +60,7 @@ from domain.models import (
 )
 from domain.services import lines as line_service
 from domain.services.sims import change_sim
+from domain.services.tenancy import ensure_in_tenant
 from workflows import activity_names as names
 
 
@@ -94,6 +97,10 @@ def _split_name(full_name: str) -> tuple[str | None, str]:
     return None, full_name.strip() or "-"
 
 
+def _tenant(org_id: str, company_id: str | None = None) -> TenantChain:
+    return TenantChain(org_id, company_id)
+
+
 async def _sim_by_iccid(session: AsyncSession, iccid: str) -> SimCard:
     sim = (await session.execute(select(SimCard).where(SimCard.iccid == iccid))).scalar_one_or_none()
     if sim is None:
@@ -101,24 +108,11 @@ async def _sim_by_iccid(session: AsyncSession, iccid: str) -> SimCard:
     return sim
 
 
-async def _line(session: AsyncSession, line_id: str) -> Line:
-    line = await session.get(Line, line_id)
-    if line is None:
-        raise NotFound("line_id", "ligne introuvable")
-    return line
-
-
-async def _usable_plan(session: AsyncSession, plan_id: str, org_id: str, company_id: str) -> Plan:
-    plan = await session.get(Plan, plan_id)
-    if plan is None or plan.org_id != org_id or plan.company_id not in (None, company_id):
-        raise NotFound("plan_id", "forfait introuvable")
-    return plan
-
-
 async def _open_deployment(session: AsyncSession, data: OpenDeployment) -> str:
     """One deployment per workflow id: a workflow id that runs again (a new activation of the SIM after a
     failed one, a new termination after a cancelled one) reopens it, with this attempt's line as an item,
     so the MAJ records of every attempt stay together."""
+    await ensure_in_tenant(session, "line_id", data.line_id, _tenant(data.org_id, data.company_id))
     deployment = (
         await session.execute(select(Deployment).where(Deployment.workflow_id == data.workflow_id))
     ).scalar_one_or_none()
@@ -155,15 +149,13 @@ class InventoryActivities:
     async def reserve_sim(self, data: ReserveSim) -> ReservedSim:
         """Holds the SIM for this activation and makes sure the line row exists (under construction)."""
         async with domain_call(), self._sessionmaker.begin() as session:
-            company = await session.get(Company, data.company_id)
-            if company is None or company.org_id != data.org_id:
-                raise NotFound("company_id", "entreprise introuvable")
-            await _usable_plan(session, data.plan_id, data.org_id, data.company_id)
+            company = _tenant(data.org_id, data.company_id)
+            await ensure_in_tenant(session, "company_id", data.company_id, company)
+            await ensure_in_tenant(session, "plan_id", data.plan_id, company, Action.READ)
             if data.end_user_id is not None:
-                user = await session.get(EndUser, data.end_user_id)
-                if user is None or user.company_id != data.company_id:
-                    raise NotFound("end_user_id", "utilisateur final introuvable")
-            line = await session.get(Line, data.line_id)
+                await ensure_in_tenant(session, "end_user_id", data.end_user_id, company)
+            await ensure_in_tenant(session, "iccid", data.iccid, _tenant(data.org_id))
+            line: Line | None = await ensure_in_tenant(session, "line_id", data.line_id, company, missing_ok=True)
             if line is not None and line.activation_workflow_id not in (None, data.reservation_key):
                 raise ValidationFailed("line_id", "cette ligne appartient à une autre activation")
             sim = await line_service.reserve_sim(
@@ -214,10 +206,14 @@ class InventoryActivities:
         """Compensation of the reservation: the SIM goes back to the stock, the line row is kept as
         obsolete with the reason (history), nothing else of it remains."""
         async with self._sessionmaker.begin() as session:
+            # The reservation may have failed before the SIM was held or the line written: absent is fine.
+            async with domain_call():
+                tenant = _tenant(data.org_id)
+                await ensure_in_tenant(session, "iccid", data.iccid, tenant, missing_ok=True)
+                line: Line | None = await ensure_in_tenant(session, "line_id", data.line_id, tenant, missing_ok=True)
             await line_service.release_sim(
                 session, iccid=data.iccid, reservation_key=data.reservation_key, actor=data.actor
             )
-            line = await session.get(Line, data.line_id)
             if line is not None and line.status is LineStatus.UNDER_CONSTRUCTION:
                 line.failure_reason = data.reason or line.failure_reason
                 await line_service.change_line(
@@ -228,6 +224,9 @@ class InventoryActivities:
     async def allocate_msisdn(self, data: AllocateMsisdn) -> AllocatedMsisdn:
         now = datetime.now(UTC)
         async with domain_call(), self._sessionmaker.begin() as session:
+            line: Line | None = await ensure_in_tenant(
+                session, "line_id", data.line_id, _tenant(data.org_id), missing_ok=True
+            )
             if data.port_in_msisdn is not None:
                 if not data.port_in_rio:
                     raise ValidationFailed("port_in.rio", "RIO obligatoire pour une portabilité")
@@ -243,7 +242,6 @@ class InventoryActivities:
                 number = await line_service.allocate_msisdn(
                     session, org_id=data.org_id, reservation_key=data.reservation_key, now=now, requested=data.msisdn
                 )
-            line = await session.get(Line, data.line_id)
             if line is not None and line.msisdn != number.msisdn:
                 line.msisdn = number.msisdn
             return AllocatedMsisdn(
@@ -263,10 +261,15 @@ class InventoryActivities:
     async def load_activation(self, data: LoadActivation) -> ActivationContext:
         """Everything the activation sends to SNAIC, the OCS and CFAST, read once."""
         async with domain_call(), self._sessionmaker() as session:
-            company = await session.get(Company, data.company_id)
-            if company is None:
-                raise NotFound("company_id", "entreprise introuvable")
-            plan = await _usable_plan(session, data.plan_id, company.org_id, company.id)
+            tenant = _tenant(data.org_id, data.company_id)
+            company: Company = await ensure_in_tenant(session, "company_id", data.company_id, tenant, Action.READ)
+            if data.line_id:
+                await ensure_in_tenant(session, "line_id", data.line_id, tenant, Action.READ, missing_ok=True)
+            if data.end_user_id is not None:
+                await ensure_in_tenant(session, "end_user_id", data.end_user_id, tenant, Action.READ, missing_ok=True)
+            plan: Plan = await ensure_in_tenant(
+                session, "plan_id", data.plan_id, _tenant(company.org_id, company.id), Action.READ
+            )
             site = (
                 (
                     await session.execute(
@@ -320,8 +323,12 @@ class InventoryActivities:
         """The line is active, its number assigned, the SIM `ready_for_activation` with its company,
         plan and end user; the reservation ends. Idempotent."""
         async with domain_call(), self._sessionmaker.begin() as session:
-            line = await _line(session, data.line_id)
-            sim = await _sim_by_iccid(session, data.iccid)
+            tenant = _tenant(data.org_id, data.company_id)
+            line: Line = await ensure_in_tenant(session, "line_id", data.line_id, tenant)
+            sim: SimCard = await ensure_in_tenant(session, "iccid", data.iccid, _tenant(data.org_id))
+            await ensure_in_tenant(session, "plan_id", data.plan_id, tenant, Action.READ)
+            if data.end_user_id is not None:
+                await ensure_in_tenant(session, "end_user_id", data.end_user_id, tenant)
             await line_service.assign_msisdn(session, reservation_key=data.reservation_key, line_id=line.id)
             line.billing_site_id = data.billing_site_id
             line.parc_id = data.parc_id
@@ -357,7 +364,7 @@ class InventoryActivities:
     @activity.defn(name=names.INVENTORY_OPEN_DEPLOYMENT)
     async def open_deployment(self, data: OpenDeployment) -> str:
         """The change order the workflow executes; its MAJ records hang from it. One per workflow id."""
-        async with self._sessionmaker.begin() as session:
+        async with domain_call(), self._sessionmaker.begin() as session:
             return await _open_deployment(session, data)
 
     @activity.defn(name=names.INVENTORY_CLOSE_DEPLOYMENT)
@@ -372,7 +379,7 @@ class InventoryActivities:
     @activity.defn(name=names.INVENTORY_LOAD_LINE)
     async def load_line(self, data: LoadLine) -> LineSnapshot:
         async with domain_call(), self._sessionmaker() as session:
-            line = await _line(session, data.line_id)
+            line: Line = await ensure_in_tenant(session, "line_id", data.line_id, _tenant(data.org_id), Action.READ)
             sim = await session.get(SimCard, line.sim_id) if line.sim_id else None
             plan = await session.get(Plan, line.plan_id) if line.plan_id else None
             return LineSnapshot(
@@ -394,7 +401,9 @@ class InventoryActivities:
     @activity.defn(name=names.INVENTORY_LOAD_PLAN)
     async def load_plan(self, data: LoadPlan) -> PlanTerms:
         async with domain_call(), self._sessionmaker() as session:
-            plan = await _usable_plan(session, data.plan_id, data.org_id, data.company_id)
+            plan: Plan = await ensure_in_tenant(
+                session, "plan_id", data.plan_id, _tenant(data.org_id, data.company_id), Action.READ
+            )
             return PlanTerms(
                 plan_id=plan.id,
                 name=plan.name,
@@ -409,7 +418,7 @@ class InventoryActivities:
     async def set_line_status(self, data: SetLineStatus) -> None:
         """Line status through the machine; the SIM follows (`previous`: its status before suspension)."""
         async with domain_call(), self._sessionmaker.begin() as session:
-            line = await _line(session, data.line_id)
+            line: Line = await ensure_in_tenant(session, "line_id", data.line_id, _tenant(data.org_id))
             await line_service.change_line(
                 session, line, actor=data.actor, workflow_id=data.workflow_id, status=LineStatus(data.status)
             )
@@ -439,7 +448,8 @@ class InventoryActivities:
     @activity.defn(name=names.INVENTORY_SET_LINE_PLAN)
     async def set_line_plan(self, data: SetLinePlan) -> None:
         async with domain_call(), self._sessionmaker.begin() as session:
-            line = await _line(session, data.line_id)
+            line: Line = await ensure_in_tenant(session, "line_id", data.line_id, _tenant(data.org_id))
+            await ensure_in_tenant(session, "plan_id", data.plan_id, _tenant(line.org_id, line.company_id), Action.READ)
             await line_service.change_line(
                 session, line, actor=data.actor, workflow_id=data.workflow_id, plan_id=data.plan_id
             )
@@ -454,7 +464,7 @@ class InventoryActivities:
     async def schedule_termination(self, data: ScheduleTermination) -> None:
         """Closes the top-up gate at once and records when the line will be terminated."""
         async with domain_call(), self._sessionmaker.begin() as session:
-            line = await _line(session, data.line_id)
+            line: Line = await ensure_in_tenant(session, "line_id", data.line_id, _tenant(data.org_id))
             if line.status is LineStatus.TERMINATED:
                 return
             line.termination_workflow_id = data.workflow_id
@@ -464,8 +474,10 @@ class InventoryActivities:
 
     @activity.defn(name=names.INVENTORY_CANCEL_TERMINATION)
     async def cancel_scheduled_termination(self, data: CancelScheduledTermination) -> None:
-        async with self._sessionmaker.begin() as session:
-            line = await session.get(Line, data.line_id)
+        async with domain_call(), self._sessionmaker.begin() as session:
+            line: Line | None = await ensure_in_tenant(
+                session, "line_id", data.line_id, _tenant(data.org_id), missing_ok=True
+            )
             if line is None or line.status is LineStatus.TERMINATED:
                 return
             await line_service.change_line(
@@ -476,7 +488,7 @@ class InventoryActivities:
     async def complete_termination(self, data: CompleteTermination) -> None:
         """Line terminated, SIM terminated, number in quarantine; the rows stay (history). Idempotent."""
         async with domain_call(), self._sessionmaker.begin() as session:
-            line = await _line(session, data.line_id)
+            line: Line = await ensure_in_tenant(session, "line_id", data.line_id, _tenant(data.org_id))
             if line.status is not LineStatus.TERMINATED:
                 line.terminated_at = data.terminated_at
                 await line_service.change_line(
@@ -488,16 +500,10 @@ class InventoryActivities:
                 if sim is not None and sim.status is not SimStatus.TERMINATED:
                     await change_sim(session, sim, actor=data.actor, status=SimStatus.TERMINATED, reserved_by=None)
 
-    @activity.defn(name=names.INVENTORY_LINE_ACCEPTS_TOPUP)
-    async def line_accepts_topup(self, data: LineTopupCheck) -> bool:
-        """The top-up gate: True only for an active line with no termination scheduled."""
-        async with self._sessionmaker() as session:
-            return await line_service.line_accepts_topup(session, data.line_id)
-
     @activity.defn(name=names.INVENTORY_RECORD_USAGE)
     async def record_usage(self, data: RecordUsage) -> bool:
         async with domain_call(), self._sessionmaker.begin() as session:
-            sim = await _sim_by_iccid(session, data.iccid)
+            sim: SimCard = await ensure_in_tenant(session, "iccid", data.iccid, _tenant(data.org_id))
             return await line_service.record_sim_usage(
                 session,
                 sim,

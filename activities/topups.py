@@ -12,16 +12,21 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities._errors import external_call
+from domain.authz import Action, TenantChain
 from domain.contracts import (
     LineTargets,
     ResolveLineTargets,
+    SettledTopUps,
+    SettleUnstartedTopUps,
     TopUpNotice,
     TopUpReceiptRecord,
     TopUpStatusUpdate,
 )
-from domain.enums import DeploymentStatus, InvoiceStatus, LineStatus, PaymentMethod
+from domain.enums import DeploymentStatus, InvoiceStatus, PaymentMethod
+from domain.errors import NotFound
 from domain.identifiers import msisdn_national
 from domain.models import (
     CatalogueArticle,
@@ -37,12 +42,14 @@ from domain.models import (
     Transaction,
 )
 from domain.money import DEFAULT_VAT_RATE_BP
+from domain.services.lines import topup_refusal
+from domain.services.tenancy import ensure_in_tenant
 from integrations.cfast import CfastClient
 from integrations.snaic import SnaicClient
 from workflows import activity_names as names
 
-RECHARGEABLE_LINE_STATUSES = (LineStatus.ACTIVE, LineStatus.SUSPENDED, LineStatus.UNDER_CONSTRUCTION)
 DEFAULT_TOPUP_VALIDITY = timedelta(days=30)
+NOT_STARTED = "recharge jamais démarrée (interruption du service) : aucun paiement effectué"
 
 
 def vat_included(amount_minor: int, rate_bp: int = DEFAULT_VAT_RATE_BP) -> int:
@@ -77,15 +84,15 @@ class TopUpActivities:
     @activity.defn(name=names.TOPUP_RESOLVE_LINE_TARGETS)
     async def resolve_line_targets(self, data: ResolveLineTargets) -> LineTargets:
         async with self._sessionmaker() as session:
-            line = await session.get(Line, data.line_id)
-        if line is None:
-            raise ApplicationError(f"line {data.line_id} not found", type="line.not_found", non_retryable=True)
-        if line.status not in RECHARGEABLE_LINE_STATUSES:
-            raise ApplicationError(
-                f"la ligne est {line.status.value} : recharge impossible",
-                type="line.not_rechargeable",
-                non_retryable=True,
-            )
+            try:
+                line: Line = await ensure_in_tenant(
+                    session, "line_id", data.line_id, TenantChain(data.org_id), Action.READ
+                )
+            except NotFound as exc:
+                raise ApplicationError(str(exc), type="line.not_found", non_retryable=True) from exc
+        refusal = topup_refusal(line)  # checked again here: a termination may have been scheduled since
+        if refusal is not None:
+            raise ApplicationError(refusal, type="line.not_rechargeable", non_retryable=True)
         if not line.ocs_account:
             raise ApplicationError("la ligne n'a pas de compte OCS", type="line.no_ocs_account", non_retryable=True)
         fetched: dict[str, str] = {}
@@ -132,6 +139,50 @@ class TopUpActivities:
                 deployment = await session.get(Deployment, topup.deployment_id)
                 if deployment is not None:
                     deployment.status = DeploymentStatus(data.deployment_status)
+
+    @activity.defn(name=names.TOPUP_SETTLE_UNSTARTED)
+    async def settle_unstarted(self, data: SettleUnstartedTopUps) -> SettledTopUps:
+        """Closes the intents whose workflow never started (the API stopped between writing the intent and
+        starting the workflow): without a workflow nothing was charged, so they end `failed`. An intent
+        whose workflow exists is left to it."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=data.older_than_s)
+        async with self._sessionmaker() as session:
+            stale = (
+                await session.execute(
+                    select(TopUp.id, TopUp.workflow_id)
+                    .where(TopUp.status == "pending", TopUp.created_at < cutoff)
+                    .order_by(TopUp.created_at)
+                    .limit(data.limit)
+                )
+            ).all()
+        client = activity.client()
+        settled: list[str] = []
+        for topup_id, workflow_id in stale:
+            activity.heartbeat(topup_id)
+            try:
+                await client.get_workflow_handle(workflow_id).describe()
+                continue  # the workflow runs (or ran): it owns the outcome
+            except RPCError as err:
+                if err.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+            async with self._sessionmaker.begin() as session:
+                changed = await session.execute(
+                    update(TopUp)
+                    .where(TopUp.id == topup_id, TopUp.status == "pending")
+                    .values(status="failed", payment_status="not_started", failure_reason=NOT_STARTED)
+                    .returning(TopUp.deployment_id)
+                )
+                row = changed.first()
+                if row is None:
+                    continue
+                if row.deployment_id:
+                    await session.execute(
+                        update(Deployment)
+                        .where(Deployment.id == row.deployment_id)
+                        .values(status=DeploymentStatus.FAILED)
+                    )
+            settled.append(topup_id)
+        return SettledTopUps(topup_ids=settled)
 
     @activity.defn(name=names.TOPUP_RECORD_RECEIPT)
     async def record_receipt(self, data: TopUpReceiptRecord) -> None:

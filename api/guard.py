@@ -11,7 +11,9 @@ exist and the ones added later — runs it before its own dependencies, paramete
    does not exist. An id whose model is unknown fails closed with a message saying where to register it;
 3. function-level rules: read-only keys do not write, API keys do not use account functions, end users
    write only on self-service routes, staff members need the permission of the route's area
-   (`AREA_BY_SEGMENT`), and an account whose password was set by an administrator must change it first;
+   (`AREA_BY_SEGMENT`), and an account whose password was set by an administrator must change it first
+   (`PasswordChangeRequired`: a 403 problem on the API, a redirect to the password page on the portal;
+   routes declared `during_password_change` stay open);
 4. rate limits on top-up creation (per principal and per line);
 5. after the handler succeeds, every write on the API is appended to the audit log in the request's
    transaction (handlers add the created object or the workflow id with `audit_note`).
@@ -70,6 +72,7 @@ class RouteRule:
 PUBLIC = RouteRule(public=True)
 ACCOUNT = RouteRule(humans_only=True, end_user_write=True, check_area=False)
 SELF_DURING_CHANGE = RouteRule(humans_only=True, end_user_write=True, during_password_change=True, check_area=False)
+PORTAL_DURING_CHANGE = RouteRule(humans_only=True, during_password_change=True, check_area=False)
 
 # First match wins: exact templates, then prefixes (ending with "*").
 ROUTE_RULES: list[tuple[str, RouteRule]] = [
@@ -86,6 +89,9 @@ ROUTE_RULES: list[tuple[str, RouteRule]] = [
     ("/api/v1/auth/password/change", SELF_DURING_CHANGE),
     ("/api/v1/auth/logout", SELF_DURING_CHANGE),
     ("/api/v1/auth/*", ACCOUNT),
+    ("/portal/login", PORTAL_DURING_CHANGE),
+    ("/portal/logout", PORTAL_DURING_CHANGE),
+    ("/portal/password", PORTAL_DURING_CHANGE),
     ("/api/v1/api-keys*", RouteRule(humans_only=True, staff_only=True, check_area=False)),
     ("/api/v1/staff*", RouteRule(humans_only=True, staff_only=True, check_area=False)),
     ("/api/v1/audit-log*", RouteRule(staff_only=True)),
@@ -248,7 +254,7 @@ async def access_guard(
         yield  # a page without a session: the page itself redirects to its login
         return
     request.state.principal = principal
-    if api and principal.must_change_password and not rule.during_password_change:
+    if principal.must_change_password and not rule.during_password_change:
         raise PasswordChangeRequired(None, "changez d'abord le mot de passe défini par l'administrateur")
 
     # Every id in the path: outside the caller's subtree it does not exist.

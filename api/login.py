@@ -4,6 +4,11 @@ One function, `authenticate`, checks the password (argon2), the lockout (5 failu
 default, `SIMFLOW_LOGIN_MAX_FAILURES` / `SIMFLOW_LOGIN_LOCK_MINUTES`) and, when the account has 2FA, the
 TOTP or backup code. Every outcome is audited; failures are committed even though the caller then
 raises. Unknown account, wrong password, locked account and wrong second factor get the same message.
+
+`change_own_password` is the password change of the API (`/auth/password/change`) and of the portal
+(`/portal/password`, where an account whose password an administrator set is sent until it is done):
+current password confirmed (a wrong one counts towards the lockout), complexity rule, a different
+password, the forced-change flag cleared, every token issued before revoked.
 """
 
 from __future__ import annotations
@@ -12,12 +17,13 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.authz import PrincipalKind
 from domain.audit import AuditEntry, record
-from domain.errors import AuthenticationFailed, TotpRequired
-from domain.models import StaffUser
+from domain.errors import AuthenticationFailed, PermissionDenied, TotpRequired, ValidationFailed
+from domain.models import RefreshToken, StaffUser
 from domain.security import verify_password
 from domain.services.accounts import (
     Account,
@@ -27,6 +33,7 @@ from domain.services.accounts import (
     is_locked,
     kind_of,
     register_failure,
+    set_password,
     verify_second_factor,
 )
 from infra.settings import Settings, get_settings
@@ -141,4 +148,37 @@ async def authenticate(
     await audit_auth(session, "auth.login", "ok", email, account, second_factor=second_factor)
     return Authenticated(
         kind_of(account), account.id, account.email, account.must_change_password, second_factor=second_factor
+    )
+
+
+async def confirm_password(session: AsyncSession, settings: Settings, account: Account, password: str) -> None:
+    """Re-authentication before a sensitive change; a wrong password counts towards the lockout, and a
+    locked account is refused like at login (a stolen session cannot go on guessing)."""
+    now = datetime.now(UTC)
+    locked = is_locked(account, now)
+    if locked or not verify_password(account.password_hash, password):
+        if not locked:
+            policy = LoginPolicy.from_settings(settings)
+            register_failure(account, now, policy.max_failures, policy.lock)
+        reason = "locked" if locked else "bad_password"
+        await audit_auth(session, "auth.reauthentication", "failure", account.email, account, reason=reason)
+        await session.commit()
+        raise PermissionDenied("password", "mot de passe incorrect")
+
+
+async def change_own_password(
+    session: AsyncSession, settings: Settings, account: Account, current_password: str, new_password: str
+) -> None:
+    """The account holder changes their password (API and portal). Raises PermissionDenied("password")
+    for a wrong current password, ValidationFailed("new_password") for a refused new one. The caller
+    audits and issues the new tokens: every token issued before this call stops working."""
+    await confirm_password(session, settings, account, current_password)
+    if verify_password(account.password_hash, new_password):
+        raise ValidationFailed("new_password", "le nouveau mot de passe doit être différent de l'actuel")
+    set_password(account, new_password, must_change=False)
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.account_id == account.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC)),
+        execution_options={"synchronize_session": False},
     )

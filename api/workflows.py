@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from domain.contracts import CfastCustomerInput, TopUpInput, TopUpReceipt
 from infra.settings import Settings
@@ -33,18 +34,44 @@ async def start_cfast_customer(client: Client, settings: Settings, data: CfastCu
 async def submit_topup(
     client: Client, settings: Settings, data: TopUpInput, *, msisdn: str, iccid: str | None
 ) -> TopUpReceipt:
-    """Starts the top-up (or attaches to the running one) and waits for its payment outcome."""
+    """Starts the top-up (or attaches to the running one) and waits for its payment outcome.
+
+    Raises TimeoutError when the outcome is not known within `topup_submit_timeout_s` (a saturated
+    worker); the top-up is then sure to be running, and the caller reads its outcome later."""
+    wf_id = topup_workflow_id(data.org_id, data.topup_id)
+    attributes = initial_attributes(
+        org_id=data.org_id, company_id=data.company_id, iccid=iccid, msisdn=msisdn, status="pending"
+    )
+    summary = f"Recharge DATA {data.quantity} Go — {msisdn}"
     operation = WithStartWorkflowOperation(
         TopUpWorkflow.run,
         data,
-        id=topup_workflow_id(data.org_id, data.topup_id),
+        id=wf_id,
         task_queue=settings.task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=initial_attributes(
-            org_id=data.org_id, company_id=data.company_id, iccid=iccid, msisdn=msisdn, status="pending"
-        ),
-        static_summary=f"Recharge DATA {data.quantity} Go — {msisdn}",
+        search_attributes=attributes,
+        static_summary=summary,
     )
-    async with asyncio.timeout(settings.topup_submit_timeout_s):
-        return await client.execute_update_with_start_workflow(TopUpWorkflow.submit, start_workflow_operation=operation)
+    try:
+        async with asyncio.timeout(settings.topup_submit_timeout_s):
+            return await client.execute_update_with_start_workflow(
+                TopUpWorkflow.submit, start_workflow_operation=operation
+            )
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as waited_too_long:
+        # The wait was cut short, possibly before the start reached the server: start it now (same id
+        # and policies, so at most one top-up runs), then let the caller poll.
+        try:
+            await client.start_workflow(
+                TopUpWorkflow.run,
+                data,
+                id=wf_id,
+                task_queue=settings.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=attributes,
+                static_summary=summary,
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # already finished
+        raise TimeoutError("payment outcome not known yet") from waited_too_long

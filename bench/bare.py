@@ -1,5 +1,6 @@
-"""The benchmark's baseline: a bare Temporal workflow running N no-op activities in sequence, on its own
-worker process and task queue, against the same Temporal server as the product.
+"""The benchmark's baseline: a bare Temporal workflow running no-op activities in sequence (`regular` ones,
+and `local` ones interleaved, to match a top-up's mix), on its own worker process and task queue, against
+the same Temporal server as the product.
 
     python -m bench.bare  (reads TEMPORAL_ADDRESS / SIMFLOW_TEMPORAL_NAMESPACE like the worker)
 """
@@ -27,10 +28,15 @@ async def noop(step: int) -> int:
 @workflow.defn(name="BareWorkflow")
 class BareWorkflow:
     @workflow.run
-    async def run(self, activities: int) -> int:
-        for step in range(activities):
-            await workflow.execute_activity(noop, step, start_to_close_timeout=timedelta(seconds=30))
-        return activities
+    async def run(self, regular: int, local: int = 0) -> int:
+        total = regular + local
+        for step in range(total):
+            # Spread the local activities evenly among the regular ones.
+            if local and (step * local) // total != ((step + 1) * local) // total:
+                await workflow.execute_local_activity(noop, step, start_to_close_timeout=timedelta(seconds=30))
+            else:
+                await workflow.execute_activity(noop, step, start_to_close_timeout=timedelta(seconds=30))
+        return total
 
 
 async def run_worker() -> None:

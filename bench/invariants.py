@@ -8,6 +8,8 @@ one-off articles, and our wallet ledger — never from our own status column alo
 - I4 at most one refund per top-up, and a refunded top-up keeps no credit
 - I5 never charged ∧ ¬credited ∧ ¬refunded in a terminal state (needs_attention is reported, not excused)
 - I6 Σcharged − Σrefunded = Σ(credited top-up amounts), to the cent, per organisation
+- audit: a completed top-up has exactly one charge row in the audit log, a refunded one exactly one
+  refund row (or a staff confirmation); no money movement is audited twice
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from sqlalchemy import select
 
 from domain.enums import TOPUP_TERMINAL_STATUSES as TERMINAL
 from domain.enums import PaymentMethod
-from domain.models import Line, TopUp, WalletEntry
+from domain.models import AuditLog, Line, TopUp, WalletEntry
 from infra.db import create_engine, create_sessionmaker
+
+MANUAL_REFUND = "topup.refund_confirmed_manually"
+MONEY_AUDIT_ACTIONS = ("topup.charge", "topup.refund", MANUAL_REFUND)
 
 
 @dataclass
@@ -37,6 +42,9 @@ class TopUpFacts:
     credits_applied: int = 0
     credit_kept: bool = False
     manual_refund: bool = False
+    audited_charges: int = 0
+    audited_refunds: int = 0
+    audited_manual: int = 0
 
 
 @dataclass
@@ -155,6 +163,13 @@ async def check_invariants(
                     )
                 ).scalars()
             )
+            audited = list(
+                (
+                    await session.execute(
+                        select(AuditLog.target, AuditLog.action).where(AuditLog.action.in_(MONEY_AUDIT_ACTIONS))
+                    )
+                ).all()
+            )
     finally:
         await engine.dispose()
 
@@ -167,6 +182,10 @@ async def check_invariants(
     for entry in entries:
         wallet_by_ref[entry.reference] += 1
 
+    audit_counts: dict[tuple[str, str], int] = defaultdict(int)
+    for target, action in audited:
+        audit_counts[(target or "", action)] += 1
+
     report = InvariantReport(topups=len(topups))
     money: dict[str, dict[str, int]] = defaultdict(lambda: {"charged": 0, "refunded": 0, "credited": 0})
     for topup in topups:
@@ -175,6 +194,10 @@ async def check_invariants(
         facts.credits_applied = applied.get(balance, 0)
         facts.credit_kept = balance in kept
         facts.manual_refund = topup.status == "refunded" and (topup.resolution_note or "") != ""
+        target = f"recharge:{topup.id}"
+        facts.audited_charges = audit_counts[(target, "topup.charge")]
+        facts.audited_refunds = audit_counts[(target, "topup.refund")]
+        facts.audited_manual = audit_counts[(target, MANUAL_REFUND)]
         if topup.payment_method is PaymentMethod.CARD:
             facts.charges, facts.refunds = charges.get(topup.id, 0), refunds.get(topup.id, 0)
         elif topup.payment_method is PaymentMethod.WALLET:
@@ -218,3 +241,9 @@ def _check_one(f: TopUpFacts, report: InvariantReport) -> None:
         v.append(f"status {tag}: completed but charges={f.charges} kept={f.credit_kept} refunds={f.refunds}")
     if f.status == "failed" and f.charges - f.refunds != 0:
         v.append(f"status {tag}: failed but money was kept")
+    if max(f.audited_charges, f.audited_refunds, f.audited_manual) > 1:
+        v.append(f"audit {tag}: {f.audited_charges} charge, {f.audited_refunds} refund rows, {f.audited_manual} manual")
+    if f.status == "completed" and f.audited_charges != 1:
+        v.append(f"audit {tag}: completed without its charge row")
+    if f.status == "refunded" and not (f.audited_refunds or f.audited_manual):
+        v.append(f"audit {tag}: refunded without its refund row")

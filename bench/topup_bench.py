@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +67,32 @@ def rss_mb(proc: ManagedProcess) -> float:
     return 0.0
 
 
-async def timed(label: str, count: int, concurrency: int, one: Callable[[int], Awaitable[None]]) -> Stats:
+def cpu_seconds(proc: ManagedProcess) -> float:
+    """User + system CPU time of the process so far (Linux /proc)."""
+    if proc.process is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{proc.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(stack: Stack) -> dict[str, float]:
+    return {name: cpu_seconds(proc) for name, proc in stack.processes.items()}
+
+
+def cpu_line(label: str, before: dict[str, float], after: dict[str, float], elapsed_s: float) -> str:
+    """Where the CPU went during a run: seconds per process, busiest first, and the machine's share."""
+    spent = sorted(((after[n] - before.get(n, 0.0), n) for n in after), reverse=True)
+    parts = " ".join(f"{name}={seconds:.1f}s" for seconds, name in spent if seconds >= 0.05)
+    busy = sum(seconds for seconds, _ in spent) / (elapsed_s * (os.cpu_count() or 1))
+    return f"CPU during {label} ({elapsed_s:.0f} s, {busy:.0%} of {os.cpu_count()} cores): {parts}"
+
+
+async def timed(
+    label: str, count: int, concurrency: int, one: Callable[[int], Awaitable[None]], stack: Stack | None = None
+) -> Stats:
     latencies: list[float] = []
     semaphore = asyncio.Semaphore(concurrency)
 
@@ -75,12 +102,25 @@ async def timed(label: str, count: int, concurrency: int, one: Callable[[int], A
             await one(n)
             latencies.append(time.perf_counter() - started)
 
+    before = cpu_snapshot(stack) if stack else {}
+    bench_before = time.process_time()
     started = time.perf_counter()
     await asyncio.gather(*(run(n) for n in range(count)))
-    return Stats(label, count, time.perf_counter() - started, latencies)
+    elapsed = time.perf_counter() - started
+    if stack is not None:
+        after = cpu_snapshot(stack) | {"bench-client": time.process_time() - bench_before}
+        print(cpu_line(label, before, after, elapsed), flush=True)
+    return Stats(label, count, elapsed, latencies)
 
 
-async def terminal_count(settings: Settings, org_id: str) -> tuple[int, int]:
+def _error_kind(error: BaseException) -> str:
+    """A submit error's category: the HTTP status and problem title, or the exception type."""
+    text = str(error)
+    return text[:160] if text.startswith("recharge refused") else f"{type(error).__name__}: {text[:120]}"
+
+
+async def terminal_count(settings: Settings, org_id: str) -> tuple[int, int, int]:
+    """(top-ups written, terminal, completed) for the organisation."""
     engine = create_engine(settings.database_url)
     try:
         async with create_sessionmaker(engine)() as session:
@@ -90,7 +130,8 @@ async def terminal_count(settings: Settings, org_id: str) -> tuple[int, int]:
             counts = dict(rows.all())
     finally:
         await engine.dispose()
-    return sum(n for s, n in counts.items() if s in TERMINAL), counts.get("completed", 0)
+    terminal = sum(n for s, n in counts.items() if s in TERMINAL)
+    return sum(counts.values()), terminal, counts.get("completed", 0)
 
 
 async def run_bench(stack: Stack, settings: Settings, args: argparse.Namespace) -> bool:
@@ -110,17 +151,14 @@ async def run_bench(stack: Stack, settings: Settings, args: argparse.Namespace) 
     async with httpx.AsyncClient(base_url=stack.url("api"), timeout=120) as http:
         token = await http.post("/api/v1/auth/token", data={"username": world.staff_email, "password": STAFF_PASSWORD})
         headers = {"Authorization": f"Bearer {token.raise_for_status().json()['access_token']}"}
-        errors = 0
 
         async def submit(n: int) -> str:
-            nonlocal errors
             response = await http.post(
                 f"/api/v1/lines/{lines[n % len(lines)]}/recharges",
                 json={"data_gb": 1, "payment_method": "card"},
                 headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
             )
             if response.status_code not in (200, 201):
-                errors += 1
                 raise RuntimeError(f"recharge refused: {response.status_code} {response.text[:200]}")
             return str(response.json()["workflow_id"])
 
@@ -140,28 +178,40 @@ async def run_bench(stack: Stack, settings: Settings, args: argparse.Namespace) 
             and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
         )
         activities = regular + local
-        await client.execute_workflow(
-            BareWorkflow.run, activities, id=f"bare-{uuid.uuid4().hex}", task_queue=TASK_QUEUE
-        )
         print(
             f"one top-up runs {activities} activities ({regular} regular, {local} local database writes); "
-            f"the bare workflow runs {activities} regular no-op activities",
+            f"the bare workflow runs {activities} no-op activities: all regular, and in the same mix",
             flush=True,
         )
 
-        async def bare(_n: int) -> None:
-            await client.execute_workflow(
-                BareWorkflow.run, activities, id=f"bare-{uuid.uuid4().hex}", task_queue=TASK_QUEUE
-            )
+        def bare_of(shape: list[int]) -> Callable[[int], Awaitable[None]]:
+            async def bare(_n: int) -> None:
+                await client.execute_workflow(
+                    BareWorkflow.run, args=shape, id=f"bare-{uuid.uuid4().hex}", task_queue=TASK_QUEUE
+                )
 
+            return bare
+
+        bare_regular, bare_mix = bare_of([activities, 0]), bare_of([regular, local])
+        await bare_regular(0)
+        await bare_mix(0)
+        n1, n2, c = args.sequential, args.saturated, args.saturation
         results = [
-            await timed("top-up, concurrency 1", args.sequential, 1, topup),
-            await timed("bare, concurrency 1", args.sequential, 1, bare),
-            await timed(f"top-up, concurrency {args.saturation}", args.saturated, args.saturation, topup),
-            await timed(f"bare, concurrency {args.saturation}", args.saturated, args.saturation, bare),
+            await timed("top-up, concurrency 1", n1, 1, topup),
+            await timed("bare same mix, concurrency 1", n1, 1, bare_mix),
+            await timed(f"top-up, concurrency {c}", n2, c, topup, stack),
+            await timed(f"bare same mix, concurrency {c}", n2, c, bare_mix, stack),
+            await timed("bare all regular, concurrency 1", n1, 1, bare_regular),
+            await timed(f"bare all regular, concurrency {c}", n2, c, bare_regular),
         ]
         for stats in results:
             print(stats.line(), flush=True)
+        print(
+            f"against the all-regular bare workflow: throughput ratio "
+            f"{results[2].throughput / results[5].throughput:.2f}, p50 overhead "
+            f"{(results[0].percentile(0.5) - results[4].percentile(0.5)) * 1000:.0f} ms",
+            flush=True,
+        )
         print(f"worker RSS after steady runs: {rss_mb(stack.processes['worker']):.0f} MB", flush=True)
 
         # Burst: every top-up submitted at once (the HTTP client caps in-flight requests), then drained.
@@ -181,13 +231,16 @@ async def run_bench(stack: Stack, settings: Settings, args: argparse.Namespace) 
 
         outcomes = await asyncio.gather(*(submit_burst(n) for n in range(args.burst)), return_exceptions=True)
         accepted_s = time.perf_counter() - started
-        while True:
-            terminal, completed = await terminal_count(settings, burst_world.org_id)
-            if terminal >= args.burst - errors or time.perf_counter() - started > args.burst_timeout:
+        while True:  # drained when every top-up written (accepted or not answered in time) is terminal
+            written, terminal, completed = await terminal_count(settings, burst_world.org_id)
+            if terminal >= written or time.perf_counter() - started > args.burst_timeout:
                 break
             await asyncio.sleep(0.5)
         drain_s = time.perf_counter() - started
         failures = sum(isinstance(o, BaseException) for o in outcomes)
+        kinds = Counter(_error_kind(o) for o in outcomes if isinstance(o, BaseException))
+        for kind, n in kinds.most_common(5):
+            print(f"  submit error ×{n}: {kind}", flush=True)
         print(
             f"burst of {args.burst}: accepted in {accepted_s:.1f} s, drained in {drain_s:.1f} s "
             f"({args.burst / drain_s:.1f}/s), completed={completed}, submit errors={failures}",

@@ -24,6 +24,7 @@ class PrincipalKind(StrEnum):
     STAFF = "staff"
     END_USER = "end_user"
     API_KEY = "api_key"
+    WORKFLOW = "workflow"  # an activity acting for the organisation its workflow runs for
 
 
 class Action(StrEnum):
@@ -120,7 +121,7 @@ class Principal:
 
     @property
     def is_human(self) -> bool:
-        return self.kind is not PrincipalKind.API_KEY
+        return self.kind in (PrincipalKind.STAFF, PrincipalKind.END_USER)
 
     def chain(self) -> TenantChain:
         """The caller's own position in the tree."""
@@ -150,6 +151,19 @@ class Principal:
             or str(area) in self.permissions
             or (action is Action.READ and f"{area}:read" in self.permissions)
         )
+
+
+def workflow_principal(expected: TenantChain, label: str = "workflow") -> Principal:
+    """The principal an activity acts as: the tenant its workflow runs for (from the workflow input),
+    never the platform. An empty organisation sees nothing (fails closed)."""
+    return Principal(
+        kind=PrincipalKind.WORKFLOW,
+        subject_id=label,
+        label=label,
+        org_id=expected.org_id or None,
+        company_id=expected.company_id or None,
+        end_user_id=expected.end_user_id or None,
+    )
 
 
 def authorize(

@@ -94,11 +94,13 @@ class SaveCfastIds(Contract):
     customer_id: str
     billing_point_id: str
     site_id: str
+    org_id: str = ""  # the tenant the workflow runs for: the activity refuses ids outside it
 
 
 class MarkCfastFailed(Contract):
     company_id: str
     reason: str
+    org_id: str = ""  # the tenant the workflow runs for: the activity refuses ids outside it
 
 
 # --- SNAIC asynchronous orders ----------------------------------------------------------------
@@ -209,6 +211,7 @@ class LineTargets(Contract):
 
 class ResolveLineTargets(Contract):
     line_id: str
+    org_id: str  # the tenant the top-up runs for: a line outside it is refused
 
 
 class OcsCreditRequest(Contract):
@@ -298,6 +301,18 @@ class StripeEventNotice(Contract):
     type: str
     payment_intent_id: str | None = None
     status: str | None = None
+
+
+class SettleUnstartedTopUps(Contract):
+    """Top-up intents written but whose workflow never started (the API stopped between the two): after
+    `older_than_s` they are closed as failed, nothing having been charged."""
+
+    older_than_s: int = 900
+    limit: int = 200
+
+
+class SettledTopUps(Contract):
+    topup_ids: list[str] = Field(default_factory=list)
 
 
 class AutoTopUpScan(Contract):

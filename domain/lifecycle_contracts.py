@@ -220,6 +220,7 @@ class ReleaseSim(Contract):
     reservation_key: str
     actor: str
     reason: str = ""
+    org_id: str = ""  # the tenant the workflow runs for: the activity refuses ids outside it
 
 
 class AllocateMsisdn(Contract):
@@ -246,6 +247,7 @@ class LoadActivation(Contract):
     company_id: str
     plan_id: str
     end_user_id: str | None = None
+    org_id: str  # the tenant the workflow runs for: ids outside it are refused
 
 
 class ActivationContext(Contract):
@@ -289,6 +291,7 @@ class FinalizeActivation(Contract):
     cfast_service_id: str | None = None
     cfast_service_label: str | None = None
     deployment_id: str | None = None
+    org_id: str = ""  # the tenant the workflow runs for: the activity refuses ids outside it
 
 
 class OpenDeployment(Contract):
@@ -325,6 +328,7 @@ class LineSnapshot(Contract):
 
 class LoadLine(Contract):
     line_id: str
+    org_id: str  # the tenant the workflow runs for: ids outside it are refused
 
 
 class SetLineStatus(Contract):
@@ -333,6 +337,7 @@ class SetLineStatus(Contract):
     actor: str
     workflow_id: str
     sim_status: str | None = None  # the SIM follows (suspended / active / ready_for_activation)
+    org_id: str = ""  # the tenant the workflow runs for: the activity refuses ids outside it
 
 
 class SetLinePlan(Contract):
@@ -340,6 +345,7 @@ class SetLinePlan(Contract):
     plan_id: str
     actor: str
     workflow_id: str
+    org_id: str = ""  # the tenant the workflow runs for: the activity refuses ids outside it
 
 
 class PlanTerms(Contract):
@@ -363,12 +369,14 @@ class ScheduleTermination(Contract):
     at: datetime
     actor: str
     workflow_id: str
+    org_id: str = ""  # the tenant the workflow runs for: the activity refuses ids outside it
 
 
 class CancelScheduledTermination(Contract):
     line_id: str
     actor: str
     workflow_id: str
+    org_id: str = ""  # the tenant the workflow runs for: the activity refuses ids outside it
 
 
 class CompleteTermination(Contract):
@@ -377,14 +385,12 @@ class CompleteTermination(Contract):
     quarantine_until: datetime
     actor: str
     workflow_id: str
-
-
-class LineTopupCheck(Contract):
-    line_id: str
+    org_id: str = ""  # the tenant the workflow runs for: the activity refuses ids outside it
 
 
 class RecordUsage(Contract):
     iccid: str
+    org_id: str  # the tenant the workflow runs for: ids outside it are refused
     actor: str
     remaining_bytes: int | None = None
     remaining_days: int | None = None

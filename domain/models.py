@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -318,7 +319,10 @@ class Pool(Timestamped, Base):
 
 class SimCard(Timestamped, Base):
     __tablename__ = "sim_cards"
-    __table_args__ = (Index("ix_sim_cards_org_status", "org_id", "status"),)
+    __table_args__ = (
+        Index("ix_sim_cards_org_status", "org_id", "status"),
+        Index("ix_sim_cards_first_usage_pending", "first_usage_published_at", "first_usage_at"),
+    )
 
     id: Mapped[str] = id_column()
     org_id: Mapped[str] = org_fk()
@@ -347,6 +351,9 @@ class SimCard(Timestamped, Base):
     # SIM lifecycle: the workflow holding the SIM (no double allocation), automation rules applied.
     reserved_by: Mapped[str | None] = mapped_column(String(200), index=True)
     rule_ids: Mapped[list[str]] = mapped_column(default=list)
+    # 0005 first usage: when it was seen, and when the `sim_card.first_usage` event went out (outbox).
+    first_usage_at: Mapped[datetime | None] = mapped_column()
+    first_usage_published_at: Mapped[datetime | None] = mapped_column()
 
 
 class SimChange(Base):
@@ -764,6 +771,32 @@ class SimImport(Timestamped, Base):
     rejected: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_by: Mapped[str] = mapped_column(String(320))
+
+
+class AccountStatusImport(Timestamped, Base):
+    """One AccountStatus file of an organisation, applied once (`account-status/{org}/{sha256}`): the file
+    itself, the cursor of the rows already applied (moved in the same transaction as each chunk), the
+    counts and the reported rows (invalid, unknown ICCID), the first thousand of them."""
+
+    __tablename__ = "account_status_imports"
+    __table_args__ = (UniqueConstraint("org_id", "sha256"),)
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    sha256: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | completed
+    workflow_id: Mapped[str] = mapped_column(String(200))
+    next_row: Mapped[int] = mapped_column(Integer, default=0)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    applied: Mapped[int] = mapped_column(Integer, default=0)
+    activated: Mapped[int] = mapped_column(Integer, default=0)
+    unknown: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    problems: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_by: Mapped[str] = mapped_column(String(320))
+    finished_at: Mapped[datetime | None] = mapped_column()
 
 
 class BulkOperation(Timestamped, Base):

@@ -17,8 +17,11 @@ from temporalio.client import (
 )
 
 from domain.contracts import AutoTopUpScan
+from domain.usage_contracts import FirstUsageScan
 from infra.settings import Settings
 from workflows.auto_topup import SCHEDULE_ID, AutoTopUpScanWorkflow
+from workflows.first_usage import SCHEDULE_ID as FIRST_USAGE_SCHEDULE_ID
+from workflows.first_usage import FirstUsageScanWorkflow
 
 
 async def ensure_schedules(client: Client, settings: Settings) -> None:
@@ -34,6 +37,25 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
                 ),
                 policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
                 state=ScheduleState(note="Recharges automatiques : lignes sous le seuil de leur règle"),
+            ),
+        )
+    except ScheduleAlreadyRunningError:
+        pass
+    try:
+        await client.create_schedule(
+            FIRST_USAGE_SCHEDULE_ID,
+            Schedule(
+                action=ScheduleActionStartWorkflow(
+                    FirstUsageScanWorkflow.run,
+                    FirstUsageScan(),
+                    id=FIRST_USAGE_SCHEDULE_ID,
+                    task_queue=settings.task_queue,
+                ),
+                spec=ScheduleSpec(
+                    intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.first_usage_scan_s))]
+                ),
+                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+                state=ScheduleState(note="Première utilisation : SIM prêtes à l'activation lues dans l'OCS"),
             ),
         )
     except ScheduleAlreadyRunningError:

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     snaic_callback_sla_s: int = 900
     topup_submit_timeout_s: float = 30.0
     auto_topup_scan_s: int = 300
+    # How often the OCS is read for the first usage of SIMs `ready_for_activation` (`first-usage-scan`).
+    first_usage_scan_s: int = 900
     # A poller long-polls for up to 60 s, so its last access can be that old while it is alive.
     worker_heartbeat_stale_s: int = 90
 

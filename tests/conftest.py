@@ -203,6 +203,9 @@ def settings(
         rate_limit_login_failures_per_ip=100_000,
         # Session fixtures log in once; a loaded CI machine can run the suite longer than a normal token lives.
         jwt_ttl_minutes=600,
+        # A test that creates the worker's schedules must not have the OCS first-usage scan (every
+        # organisation) fire in the middle of other tests: interval schedules fire on the clock's multiples.
+        first_usage_scan_s=86_400,
     )
 
 

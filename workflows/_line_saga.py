@@ -325,6 +325,7 @@ class CfastHierarchy(LineSaga):
         await self._db(
             names.COMPANY_SAVE_CFAST_IDS,
             SaveCfastIds(
+                org_id=self._org_id,
                 company_id=company_id,
                 billing_site_id=ctx.billing_site_id,
                 parc_id=ctx.parc_id,

@@ -58,3 +58,8 @@ WEBHOOK_RETRY = RetryPolicy(
     maximum_interval=timedelta(hours=6),
     non_retryable_error_types=["webhook.target_rejected", "webhook.endpoint_gone"],
 )
+
+# Long passes over many rows (an AccountStatus file, the first-usage scan): chunked, heartbeating after every
+# chunk or SIM, so a lost worker is noticed within the heartbeat timeout and the pass resumes where it was.
+BATCH_TIMEOUT = timedelta(minutes=30)
+BATCH_HEARTBEAT_TIMEOUT = timedelta(minutes=2)

@@ -1,5 +1,7 @@
 """Auto top-up scan (`auto-topup-scan`, run by a Temporal Schedule): lines under their rule's threshold get
-the same TopUpWorkflow as a manual recharge, started as children that outlive the scan."""
+the same TopUpWorkflow as a manual recharge, started as children that outlive the scan. Each pass first
+closes the top-up intents whose workflow never started (see `topups.settle_unstarted`), which would
+otherwise stay pending and keep their line out of the next auto top-up."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
-    from domain.contracts import AutoTopUpScan, AutoTopUpStarted
+    from domain.contracts import AutoTopUpScan, AutoTopUpStarted, SettledTopUps, SettleUnstartedTopUps
     from workflows import _policies as policies
     from workflows import activity_names as names
     from workflows._search import initial_attributes
@@ -16,12 +18,25 @@ with workflow.unsafe.imports_passed_through():
     from workflows.topup import workflow_id as topup_workflow_id
 
 SCHEDULE_ID = "auto-topup-scan"
+# Scans recorded before unstarted intents were settled replay without that step.
+SETTLE_UNSTARTED_PATCH = "settle-unstarted-topups"
 
 
 @workflow.defn
 class AutoTopUpScanWorkflow:
     @workflow.run
     async def run(self, scan: AutoTopUpScan) -> list[str]:
+        if workflow.patched(SETTLE_UNSTARTED_PATCH):
+            settled = await workflow.execute_activity(
+                names.TOPUP_SETTLE_UNSTARTED,
+                SettleUnstartedTopUps(),
+                result_type=SettledTopUps,
+                start_to_close_timeout=policies.BATCH_TIMEOUT,
+                heartbeat_timeout=policies.BATCH_HEARTBEAT_TIMEOUT,
+                retry_policy=policies.EXTERNAL_CALL_RETRY,
+            )
+            if settled.topup_ids:
+                workflow.logger.warning("closed %d top-up(s) never started", len(settled.topup_ids))
         prepared = await workflow.execute_activity(
             names.RULES_PREPARE_AUTO_TOPUPS,
             scan,

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         RecordUsage,
         SimActivationInput,
     )
+    from domain.usage_contracts import ocs_shows_usage
     from workflows import _policies as policies
     from workflows import activity_names as names
     from workflows._line_saga import CfastHierarchy, reason_of
@@ -253,7 +254,7 @@ class BulkOperationWorkflow(CfastHierarchy):
         try:
             ctx = await self._db(
                 names.INVENTORY_LOAD_ACTIVATION,
-                LoadActivation(line_id="", company_id=company_id, plan_id=plan_id),
+                LoadActivation(line_id="", company_id=company_id, plan_id=plan_id, org_id=data.org_id),
                 ActivationContext,
             )
             self._company_id = company_id
@@ -389,7 +390,9 @@ class BulkOperationWorkflow(CfastHierarchy):
     async def _refresh_usage(self, data: BulkOperationInput, target: BulkTarget) -> BulkItemResult:
         if target.line_id is None:
             return BulkItemResult(iccid=target.iccid, status="skipped", detail="aucune ligne : pas d'utilisation")
-        line = await self._db(names.INVENTORY_LOAD_LINE, LoadLine(line_id=target.line_id), LineSnapshot)
+        line = await self._db(
+            names.INVENTORY_LOAD_LINE, LoadLine(line_id=target.line_id, org_id=data.org_id), LineSnapshot
+        )
         if not line.ocs_account:
             return BulkItemResult(iccid=target.iccid, status="skipped", detail="ligne sans compte OCS")
         usage: OcsUsage = await workflow.execute_activity(
@@ -405,11 +408,7 @@ class BulkOperationWorkflow(CfastHierarchy):
         )
         if not usage.exists:
             return BulkItemResult(iccid=target.iccid, status="failed", detail="compte OCS introuvable")
-        used = (
-            usage.plan_balance_bytes is not None
-            and line.plan_allowance_bytes is not None
-            and usage.plan_balance_bytes < line.plan_allowance_bytes
-        )
+        used = ocs_shows_usage(usage.plan_balance_bytes, line.plan_allowance_bytes)
         remaining_days = None
         if usage.plan_expires_at is not None:
             remaining_days = max(0, (usage.plan_expires_at - workflow.now()) // timedelta(days=1))
@@ -417,6 +416,7 @@ class BulkOperationWorkflow(CfastHierarchy):
             names.INVENTORY_RECORD_USAGE,
             RecordUsage(
                 iccid=target.iccid,
+                org_id=data.org_id,
                 actor=data.requested_by,
                 remaining_bytes=usage.data_remaining_bytes,
                 remaining_days=remaining_days,

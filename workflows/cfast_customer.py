@@ -131,7 +131,7 @@ class CfastCustomerWorkflow:
             self._set_status("failed", f"Échec CFAST : {reason}")
             await workflow.execute_activity(
                 names.COMPANY_MARK_CFAST_FAILED,
-                MarkCfastFailed(company_id=data.company_id, reason=reason),
+                MarkCfastFailed(org_id=data.org_id, company_id=data.company_id, reason=reason),
                 start_to_close_timeout=policies.DATABASE_TIMEOUT,
                 retry_policy=policies.DATABASE_RETRY,
             )
@@ -140,6 +140,7 @@ class CfastCustomerWorkflow:
         await workflow.execute_activity(
             names.COMPANY_SAVE_CFAST_IDS,
             SaveCfastIds(
+                org_id=data.org_id,
                 company_id=data.company_id,
                 billing_site_id=data.billing_site_id,
                 parc_id=data.parc_id,

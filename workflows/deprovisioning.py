@@ -127,7 +127,9 @@ class DeprovisioningWorkflow(LineSaga):
                 type="termination.invalid_grace",
                 non_retryable=True,
             )
-        line = await self._db(names.INVENTORY_LOAD_LINE, LoadLine(line_id=data.line_id), LineSnapshot)
+        line = await self._db(
+            names.INVENTORY_LOAD_LINE, LoadLine(line_id=data.line_id, org_id=data.org_id), LineSnapshot
+        )
         self._set_msisdn(line.msisdn)
         if line.status == "terminated":
             self._set_status("terminated", f"Ligne {line.msisdn} déjà résiliée")
@@ -143,7 +145,13 @@ class DeprovisioningWorkflow(LineSaga):
         self.grace_until = now + timedelta(days=data.grace_days)
         await self._db(
             names.INVENTORY_SCHEDULE_TERMINATION,
-            ScheduleTermination(line_id=data.line_id, at=self.grace_until, actor=data.requested_by, workflow_id=wf_id),
+            ScheduleTermination(
+                org_id=data.org_id,
+                line_id=data.line_id,
+                at=self.grace_until,
+                actor=data.requested_by,
+                workflow_id=wf_id,
+            ),
         )
         self._deployment_id = await self._db(
             names.INVENTORY_OPEN_DEPLOYMENT,
@@ -214,6 +222,7 @@ class DeprovisioningWorkflow(LineSaga):
         await self._db(
             names.INVENTORY_COMPLETE_TERMINATION,
             CompleteTermination(
+                org_id=data.org_id,
                 line_id=data.line_id,
                 terminated_at=terminated_at,
                 quarantine_until=quarantine_until,
@@ -251,7 +260,9 @@ class DeprovisioningWorkflow(LineSaga):
     ) -> DeprovisioningResult:
         await self._db(
             names.INVENTORY_CANCEL_TERMINATION,
-            CancelScheduledTermination(line_id=data.line_id, actor=request.requested_by, workflow_id=wf_id),
+            CancelScheduledTermination(
+                org_id=data.org_id, line_id=data.line_id, actor=request.requested_by, workflow_id=wf_id
+            ),
         )
         if self._deployment_id is not None:
             await self._db(
@@ -301,7 +312,9 @@ class LineQuarantineWorkflow(LineSaga):
         self._org_id, self._company_id, self._line_id = data.org_id, data.company_id, data.line_id
         self._set_status("quarantine", f"Quarantaine de {data.quarantine_days} jours")
         await workflow.sleep(timedelta(days=data.quarantine_days), summary="quarantaine du numéro")
-        line = await self._db(names.INVENTORY_LOAD_LINE, LoadLine(line_id=data.line_id), LineSnapshot)
+        line = await self._db(
+            names.INVENTORY_LOAD_LINE, LoadLine(line_id=data.line_id, org_id=data.org_id), LineSnapshot
+        )
         if line.ocs_account:
             await workflow.execute_activity(
                 names.PROV_OCS_REMOVE_ACCOUNT,

@@ -61,7 +61,9 @@ class LineOperationWorkflow(LineSaga):
         self._org_id, self._company_id, self._line_id = data.org_id, data.company_id, data.line_id
         compensations: list[Compensation] = []
         try:
-            line = await self._db(names.INVENTORY_LOAD_LINE, LoadLine(line_id=data.line_id), LineSnapshot)
+            line = await self._db(
+                names.INVENTORY_LOAD_LINE, LoadLine(line_id=data.line_id, org_id=data.org_id), LineSnapshot
+            )
             self._set_msisdn(line.msisdn)
             self._check_state(data, line)
             self._deployment_id = await self._db(
@@ -191,6 +193,7 @@ class LineOperationWorkflow(LineSaga):
         await self._db(
             names.INVENTORY_SET_LINE_STATUS,
             SetLineStatus(
+                org_id=data.org_id,
                 line_id=data.line_id,
                 status="suspended" if suspend else "active",
                 actor=data.requested_by,
@@ -345,6 +348,12 @@ class LineOperationWorkflow(LineSaga):
             )
         await self._db(
             names.INVENTORY_SET_LINE_PLAN,
-            SetLinePlan(line_id=data.line_id, plan_id=new.plan_id, actor=data.requested_by, workflow_id=wf_id),
+            SetLinePlan(
+                org_id=data.org_id,
+                line_id=data.line_id,
+                plan_id=new.plan_id,
+                actor=data.requested_by,
+                workflow_id=wf_id,
+            ),
         )
         return f"Ligne {line.msisdn} passée au forfait {new.name}"

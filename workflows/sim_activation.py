@@ -113,6 +113,7 @@ class SimActivationWorkflow(CfastHierarchy):
             await self._compensating(
                 names.INVENTORY_RELEASE_SIM,
                 ReleaseSim(
+                    org_id=data.org_id,
                     iccid=data.iccid,
                     line_id=data.line_id,
                     reservation_key=wf_id,
@@ -162,7 +163,11 @@ class SimActivationWorkflow(CfastHierarchy):
         ctx = await self._db(
             names.INVENTORY_LOAD_ACTIVATION,
             LoadActivation(
-                line_id=data.line_id, company_id=data.company_id, plan_id=data.plan_id, end_user_id=data.end_user_id
+                org_id=data.org_id,
+                line_id=data.line_id,
+                company_id=data.company_id,
+                plan_id=data.plan_id,
+                end_user_id=data.end_user_id,
             ),
             ActivationContext,
         )
@@ -298,6 +303,7 @@ class SimActivationWorkflow(CfastHierarchy):
         await self._db(
             names.INVENTORY_FINALIZE_ACTIVATION,
             FinalizeActivation(
+                org_id=data.org_id,
                 line_id=data.line_id,
                 iccid=data.iccid,
                 reservation_key=wf_id,

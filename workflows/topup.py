@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.enums import TOPUP_TERMINAL_STATUSES as TERMINAL
     from domain.enums import ExternalSystem, MajStatus
+    from domain.security_contracts import AuditRecordInput, EmitEventInput
     from workflows import _policies as policies
     from workflows import activity_names as names
     from workflows._search import BUSINESS_STATUS
@@ -56,6 +57,8 @@ T = TypeVar("T", bound=BaseModel)
 
 RESOLUTION_ACTIONS = ("retry_refund", "refunded_manually")
 PAID_BY_LABELS = {"card": "carte", "wallet": "portefeuille", "account": "compte"}
+# Histories recorded before money movements were audited and published replay without those steps.
+MONEY_AUDIT_PATCH = "audit-money-movements"
 
 
 def workflow_id(org_id: str, topup_id: str) -> str:
@@ -268,10 +271,15 @@ class TopUpWorkflow:
         self._progress("resolving_line", "Identifiants SNAIC / CFAST de la ligne")
         try:
             targets: LineTargets = await self._act(
-                names.TOPUP_RESOLVE_LINE_TARGETS, ResolveLineTargets(line_id=self.data.line_id), LineTargets
+                names.TOPUP_RESOLVE_LINE_TARGETS,
+                ResolveLineTargets(line_id=self.data.line_id, org_id=self.data.org_id),
+                LineTargets,
             )
         except ActivityError as err:
-            await self._fail_before_charge("line_unresolved", f"ligne non provisionnée : {_reason(err)}")
+            if _error_type(err) == "line.not_rechargeable":  # e.g. a termination scheduled since the request
+                await self._fail_before_charge("refused", _reason(err))
+            else:
+                await self._fail_before_charge("line_unresolved", f"ligne non provisionnée : {_reason(err)}")
             return None
         if targets.fetched:
             await self._record(
@@ -384,6 +392,8 @@ class TopUpWorkflow:
                 answer=outcome.answer,
                 ids={"payment_reference": outcome.payment_reference},
             )
+        await self._audit_money("topup.charge", payment_status=outcome.payment_status)
+        await self._publish_payment(outcome.payment_status)
         return True
 
     async def _provision(
@@ -529,6 +539,62 @@ class TopUpWorkflow:
         except ActivityError as err:  # a notification never changes the money outcome
             workflow.logger.warning("notification failed: %s", _reason(err))
 
+    async def _audit_money(
+        self, action: str, *, actor: str = "system", actor_kind: str = "workflow", **details: Any
+    ) -> None:
+        """One audit row per money movement (charge, refund), written once however often it is retried."""
+        if not workflow.patched(MONEY_AUDIT_PATCH):
+            return
+        data = self.data
+        await self._db(
+            names.AUDIT_RECORD,
+            AuditRecordInput(
+                reference=f"{self._wf}:audit:{action}",
+                action=action,
+                actor=actor,
+                actor_kind=actor_kind,
+                org_id=data.org_id,
+                company_id=data.company_id,
+                target=f"recharge:{data.topup_id}",
+                workflow_id=self._wf,
+                details={
+                    "amount_minor": data.amount_minor,
+                    "currency": data.currency,
+                    "payment_method": data.payment_method,
+                    "payment_reference": self.payment_reference,
+                    "line_id": data.line_id,
+                    **details,
+                },
+            ),
+        )
+
+    async def _publish_payment(self, payment_status: str) -> None:
+        """The `payment.created` webhook event (seed 000 catalogue); a webhook never changes the outcome."""
+        if not workflow.patched(MONEY_AUDIT_PATCH):
+            return
+        data = self.data
+        event = EmitEventInput(
+            org_id=data.org_id,
+            event_type="payment.created",
+            event_id=f"payment-{data.topup_id}",  # stable and unique: one event per top-up
+            data={
+                "recharge_id": data.topup_id,
+                "company_id": data.company_id,
+                "line_id": data.line_id,
+                "msisdn": data.msisdn,
+                "iccid": data.iccid,
+                "amount_minor": data.amount_minor,
+                "currency": data.currency,
+                "payment_method": data.payment_method,
+                "payment_status": payment_status,
+                "payment_reference": self.payment_reference,
+            },
+        )
+        try:
+            await self._act(names.WEBHOOKS_EMIT, event, timeout=policies.DATABASE_TIMEOUT, retry=policies.REFUND_RETRY)
+        except ActivityError as err:
+            workflow.logger.warning("payment event not published: %s", _reason(err))
+
     # --- compensations ----------------------------------------------------------------------
 
     async def _refund(self, targets: LineTargets) -> None:
@@ -568,6 +634,7 @@ class TopUpWorkflow:
                     ids={"refund": refunded.refund_reference},
                 )
         await self._set(None, payment_status="refunded", refund_reference=refund_reference)
+        await self._audit_money("topup.refund", refund_reference=refund_reference)
 
     async def _remove_balance(self, targets: LineTargets) -> None:
         request = OcsRemoveRequest(
@@ -641,6 +708,9 @@ class TopUpWorkflow:
                     payment_status="refunded",
                     resolution_note=f"{resolution.actor}: {resolution.note}",
                     deployment_status="failed",
+                )
+                await self._audit_money(
+                    "topup.refund_confirmed_manually", actor=resolution.actor, actor_kind="staff", note=resolution.note
                 )
                 self.resolution = None
                 return

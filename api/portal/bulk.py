@@ -4,9 +4,9 @@ query), export the per-SIM report; "Exporter" the selection with the table's cho
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, File, Request, Response, UploadFile
 from fastapi.responses import RedirectResponse
 from sqlalchemy import or_, select
 from temporalio.service import RPCError
@@ -16,7 +16,7 @@ from api.deps import SessionDep, SettingsDep, StateDep
 from api.portal.columns import COLUMNS_COOKIE, ColumnLayout
 from api.portal.routes import page, scope_of
 from api.portal.security import CsrfChecked, PortalNotFound, PortalPrincipalDep, PortalRoute
-from api.routes.bulk import bulk_out, launch_bulk, load_bulk, sims_csv
+from api.routes.bulk import bulk_out, launch_bulk, load_bulk, read_details_upload, sims_csv
 from domain.enums import BULK_KIND_LABELS_FR, BulkOperationKind, BulkOperationStatus
 from domain.errors import DomainError
 from domain.models import BulkOperation, BulkOperationItem, Company, Plan, Rule
@@ -123,6 +123,34 @@ async def start(request: Request, principal: PortalPrincipalDep, session: Sessio
     except DomainError as err:
         context = {"problem": err.reason if err.field is None else f"{err.field} : {err.reason}", "kind": kind}
         return page(request, state.settings, principal, "portal/bulk/refused.html", context, status_code=422)
+    return RedirectResponse(f"/portal/bulk/{operation.id}", status_code=303)
+
+
+@router.get("/bulk/import-details")
+async def import_details_form(request: Request, principal: PortalPrincipalDep, settings: SettingsDep) -> Response:
+    """ "Importer des détails" (seed 000): note, tags and IMEI per SIM from a CSV, run as a bulk operation."""
+    return page(request, settings, principal, "portal/bulk/import_details.html", {"problem": None}, nav="sims")
+
+
+@router.post("/bulk/import-details", dependencies=[CsrfChecked])
+async def import_details_upload(
+    request: Request,
+    principal: PortalPrincipalDep,
+    session: SessionDep,
+    state: StateDep,
+    file: Annotated[UploadFile, File()],
+) -> Response:
+    try:
+        items = await read_details_upload(file)
+        operation = await launch_bulk(
+            session, state, principal, kind=BulkOperationKind.IMPORT_DETAILS, iccids=[], items=items, params={}
+        )
+    except DomainError as err:
+        problem = err.reason if err.field is None else f"{err.field} : {err.reason}"
+        context = {"problem": problem}
+        return page(
+            request, state.settings, principal, "portal/bulk/import_details.html", context, status_code=422, nav="sims"
+        )
     return RedirectResponse(f"/portal/bulk/{operation.id}", status_code=303)
 
 

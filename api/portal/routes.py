@@ -16,10 +16,11 @@ from markupsafe import Markup
 
 from api.authz import Principal, PrincipalKind
 from api.deps import SessionDep, SettingsDep, issue_token, principal_from_token
-from api.login import LoginPolicy, authenticate
+from api.login import LoginPolicy, audit_auth, authenticate, change_own_password
 from api.portal.columns import COLUMNS_COOKIE, ColumnLayout
 from api.portal.security import (
     LOGIN_PATH,
+    PASSWORD_PATH,
     SESSION_COOKIE,
     CsrfChecked,
     PortalForbidden,
@@ -35,8 +36,9 @@ from api.portal.security import (
 )
 from api.portal.templating import render
 from domain.enums import SIM_STATUS_LABELS_FR, SimStatus
-from domain.errors import AuthenticationFailed, TotpRequired
+from domain.errors import AuthenticationFailed, PermissionDenied, TotpRequired, ValidationFailed
 from domain.identifiers import InvalidIdentifier, normalize_iccid
+from domain.services.accounts import get_account
 from domain.services.portal_queries import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -174,6 +176,8 @@ async def login_submit(
             error="Ce portail est réservé au personnel. Les utilisateurs finaux se connectent à l'espace client.",
             status=403,
         )
+    if who.must_change_password:  # an administrator set this password: it is changed before anything else
+        target = f"{PASSWORD_PATH}?{urlencode({'next': target})}"
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, request, settings, issue_token(settings, who.kind, who.subject_id))
     return response
@@ -183,6 +187,67 @@ async def login_submit(
 async def logout(request: Request) -> Response:
     response = RedirectResponse(f"{LOGIN_PATH}?logged_out=1", status_code=303)
     clear_session_cookie(response, request)
+    return response
+
+
+# --- own password (the only page open while an administrator-set password awaits its change) -----------
+
+
+def _password_page(
+    request: Request,
+    settings: Settings,
+    principal: Principal,
+    *,
+    next_path: str,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    context = {"next_path": next_path, "errors": errors or {}, "forced": principal.must_change_password}
+    return page(request, settings, principal, "portal/password.html", context, status_code=status)
+
+
+@router.get("/password")
+async def password_form(
+    request: Request, principal: PortalPrincipalDep, settings: SettingsDep, next: str | None = None
+) -> Response:
+    return _password_page(request, settings, principal, next_path=safe_next(next))
+
+
+@router.post("/password", dependencies=[CsrfChecked])
+async def password_submit(
+    request: Request,
+    principal: PortalPrincipalDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    current_password: Annotated[str, Form(max_length=1024)] = "",
+    new_password: Annotated[str, Form(max_length=1024)] = "",
+    confirmation: Annotated[str, Form(max_length=1024)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """The password change of `/api/v1/auth/password/change` (`change_own_password`), then a fresh
+    session: the change revokes every session opened before it."""
+    target = safe_next(next)
+    account = await get_account(session, principal.kind.value, principal.subject_id)
+    if account is None:
+        raise PortalForbidden("Compte introuvable.")
+    errors: dict[str, str] = {}
+    if not new_password:
+        errors["new_password"] = "Saisissez le nouveau mot de passe."
+    elif new_password != confirmation:
+        errors["confirmation"] = "La confirmation ne correspond pas au nouveau mot de passe."
+    if not errors:
+        try:
+            await change_own_password(session, settings, account, current_password, new_password)
+        except PermissionDenied:
+            errors["current_password"] = "Mot de passe actuel incorrect."
+        except ValidationFailed as exc:
+            errors["new_password"] = exc.reason[:1].upper() + exc.reason[1:]
+    if errors:
+        return _password_page(request, settings, principal, next_path=target, errors=errors, status=400)
+    await audit_auth(session, "auth.password_changed", "ok", account.email, account, channel="portal")
+    await session.commit()
+    response = RedirectResponse(target, status_code=303)
+    set_session_cookie(response, request, settings, issue_token(settings, principal.kind, principal.subject_id))
     return response
 
 

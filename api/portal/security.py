@@ -31,7 +31,7 @@ from fastapi.routing import APIRoute
 
 from api.authz import Principal, PrincipalKind
 from api.deps import SessionDep, SettingsDep, decode_token, issue_token, principal_from_token
-from domain.errors import AuthenticationFailed, NotFound, ValidationFailed
+from domain.errors import AuthenticationFailed, NotFound, PasswordChangeRequired, RateLimited, ValidationFailed
 from infra.settings import Settings
 
 SESSION_COOKIE = "simflow_session"
@@ -39,6 +39,7 @@ CSRF_COOKIE = "simflow_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 LOGIN_PATH = "/portal/login"
+PASSWORD_PATH = "/portal/password"
 HOME_PATH = "/portal/sims"
 
 SECURITY_HEADERS = {
@@ -199,7 +200,7 @@ def safe_next(value: str | None) -> str:
     """Only a path inside the portal may be a post-login destination (no open redirect)."""
     if not value or not value.startswith("/portal") or value.startswith("//") or "\\" in value:
         return HOME_PATH
-    if urlsplit(value).netloc or value.startswith(LOGIN_PATH):
+    if urlsplit(value).netloc or value.startswith((LOGIN_PATH, PASSWORD_PATH)):
         return HOME_PATH
     return value
 
@@ -208,12 +209,23 @@ def is_htmx(request: Request) -> bool:
     return request.headers.get("HX-Request") == "true" and request.headers.get("HX-History-Restore-Request") != "true"
 
 
-def login_redirect(request: Request) -> Response:
+def _redirect_with_next(request: Request, path: str, htmx_status: int, *, pages_only: bool = False) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    location = f"{LOGIN_PATH}?{urlencode({'next': safe_next(target)})}"
+    if pages_only and request.method != "GET":
+        target = HOME_PATH  # a refused form is not replayed as a GET afterwards
+    location = f"{path}?{urlencode({'next': safe_next(target)})}"
     if is_htmx(request):
-        return Response(status_code=401, headers={"HX-Redirect": location})
+        return Response(status_code=htmx_status, headers={"HX-Redirect": location})
     return RedirectResponse(location, status_code=303)
+
+
+def login_redirect(request: Request) -> Response:
+    return _redirect_with_next(request, LOGIN_PATH, 401)
+
+
+def password_change_redirect(request: Request) -> Response:
+    """The guard refused the page: the password an administrator set must be changed first."""
+    return _redirect_with_next(request, PASSWORD_PATH, 403, pages_only=True)
 
 
 # --- HTML errors -----------------------------------------------------------------------------------
@@ -250,6 +262,8 @@ class PortalRoute(APIRoute):
                 response = await handler(request)
             except PortalLoginRequired:
                 response = login_redirect(request)
+            except PasswordChangeRequired:
+                response = password_change_redirect(request)
             except (PortalNotFound, NotFound) as exc:
                 message = exc.message if isinstance(exc, PortalNotFound) else PortalNotFound().message
                 response = error_page(request, 404, "Page introuvable", message)
@@ -264,6 +278,10 @@ class PortalRoute(APIRoute):
                 )
             except ValidationFailed as exc:
                 response = error_page(request, 400, "Requête invalide", exc.reason)
+            except RateLimited as exc:
+                wait = f"{exc.reason} : réessayez dans {exc.retry_after_s} s."
+                response = error_page(request, 429, "Trop de requêtes", wait)
+                response.headers["Retry-After"] = str(exc.retry_after_s)
             renewal = getattr(request.state, "portal_session_renewal", None)
             if renewal and response.status_code < 400:
                 set_session_cookie(response, request, request.app.state.simflow.settings, renewal)

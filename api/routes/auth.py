@@ -17,12 +17,12 @@ from sqlalchemy import update
 from api.authz import Principal, PrincipalKind, require_human
 from api.deps import PrincipalDep, SessionDep, SettingsDep, StateDep, decode_token, issue_token, issued_before
 from api.guard import audit_note
-from api.login import LoginPolicy, audit_auth, authenticate
+from api.login import LoginPolicy, audit_auth, authenticate, change_own_password, confirm_password
 from api.schemas import Request as RequestModel
 from api.schemas import TokenResponse
-from domain.errors import AlreadyExists, AuthenticationFailed, PermissionDenied, ValidationFailed
+from domain.errors import AlreadyExists, AuthenticationFailed, ValidationFailed
 from domain.models import RefreshToken, SecurityMessage, StaffUser, new_id
-from domain.security import new_totp_secret, totp_uri, verify_password
+from domain.security import new_totp_secret, totp_uri
 from domain.services.accounts import (
     Account,
     AccountKeys,
@@ -31,7 +31,6 @@ from domain.services.accounts import (
     disable_second_factor,
     find_account,
     get_account,
-    register_failure,
     remaining_backup_codes,
     replace_backup_codes,
     set_password,
@@ -180,16 +179,6 @@ async def _account_of(session: SessionDep, principal: Principal) -> Account:
     return account
 
 
-async def _confirm_password(session: SessionDep, settings: Settings, account: Account, password: str) -> None:
-    """Re-authentication before a sensitive change; a wrong password counts towards the lockout."""
-    if not verify_password(account.password_hash, password):
-        policy = LoginPolicy.from_settings(settings)
-        register_failure(account, datetime.now(UTC), policy.max_failures, policy.lock)
-        await audit_auth(session, "auth.reauthentication", "failure", account.email, account)
-        await session.commit()
-        raise PermissionDenied("password", "mot de passe incorrect")
-
-
 def _otp_budget(state: StateDep, account: Account) -> None:
     settings = state.settings
     state.limiter.take(
@@ -302,16 +291,7 @@ async def change_password(
     """Verifies the current password, sets the new one; every token issued before stops working, so
     fresh ones are returned."""
     account = await _account_of(session, principal)
-    await _confirm_password(session, settings, account, body.current_password)
-    if verify_password(account.password_hash, body.new_password):
-        raise ValidationFailed("new_password", "le nouveau mot de passe doit être différent de l'actuel")
-    set_password(account, body.new_password, must_change=False)
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.account_id == account.id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC)),
-        execution_options={"synchronize_session": False},
-    )
+    await change_own_password(session, settings, account, body.current_password, body.new_password)
     audit_note(action="auth.password_changed", target=f"{principal.kind.value}:{account.id}")
     tokens, _ = await _tokens(session, settings, account)
     return tokens
@@ -376,7 +356,7 @@ async def totp_setup(
 ) -> TotpSetup:
     """A new secret, active only once confirmed with a code (`/2fa/confirm`)."""
     account = await _account_of(session, principal)
-    await _confirm_password(session, settings, account, body.password)
+    await confirm_password(session, settings, account, body.password)
     if account.totp_enabled:
         raise AlreadyExists(None, "la double authentification est déjà active")
     secret = new_totp_secret()
@@ -404,7 +384,7 @@ async def totp_confirm(body: CodeConfirm, principal: PrincipalDep, session: Sess
 
 
 async def _second_factor(state: StateDep, session: SessionDep, account: Account, body: PasswordAndCode) -> None:
-    await _confirm_password(session, state.settings, account, body.password)
+    await confirm_password(session, state.settings, account, body.password)
     if not account.totp_enabled:
         raise ValidationFailed("code", "la double authentification n'est pas active")
     _otp_budget(state, account)

@@ -41,6 +41,17 @@ router = APIRouter(prefix="/api/v1", tags=["Opérations en masse"])
 MAX_DETAILS_BYTES = 5 * 1024 * 1024
 
 
+async def read_details_upload(file: UploadFile) -> list[tuple[str, dict[str, Any]]]:
+    """The rows of an "Importer des détails" upload (API and portal), or a ValidationFailed on `file`."""
+    content = await file.read(MAX_DETAILS_BYTES + 1)
+    if len(content) > MAX_DETAILS_BYTES:
+        raise ValidationFailed("file", "fichier trop volumineux (maximum 5 Mo)")
+    items = read_details_csv(content)
+    if not items:
+        raise ValidationFailed("file", "aucune ligne")
+    return items
+
+
 async def _target_org(session: AsyncSession, principal: Principal, org_id: str | None, first_iccid: str) -> str:
     if principal.end_user_id is not None:
         raise PermissionDenied(None, "les opérations en masse sont réservées au personnel")
@@ -161,12 +172,7 @@ async def import_details(
     state: StateDep,
     org_id: Annotated[str | None, Form()] = None,
 ) -> BulkOut:
-    content = await file.read(MAX_DETAILS_BYTES + 1)
-    if len(content) > MAX_DETAILS_BYTES:
-        raise ValidationFailed("file", "fichier trop volumineux (maximum 5 Mo)")
-    items = read_details_csv(content)
-    if not items:
-        raise ValidationFailed("file", "aucune ligne")
+    items = await read_details_upload(file)
     operation = await launch_bulk(
         session,
         state,

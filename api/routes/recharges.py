@@ -18,7 +18,7 @@ from api.deps import PrincipalDep, SessionDep, StateDep
 from api.schemas import Request
 from api.workflows import submit_topup
 from domain.contracts import TopUpReceipt, TopUpResolution
-from domain.enums import PaymentMethod
+from domain.enums import TOPUP_TERMINAL_STATUSES, PaymentMethod
 from domain.errors import IllegalTransition, NotFound, PermissionDenied
 from domain.models import CatalogueArticle, Line, SimCard, TopUp, UpdateRecord
 from domain.services.topups import TopUpRequest, create_or_get_topup, topup_input
@@ -112,6 +112,8 @@ async def recharge_line(
         end_user_id=principal.end_user_id,
     )
     topup, line, created = await create_or_get_topup(state.sessionmaker, request)
+    if not created and topup.status in TOPUP_TERMINAL_STATUSES:
+        return _out(state, topup), created  # settled: the same key answers the recorded outcome
     async with state.sessionmaker() as session:
         article = await session.get(CatalogueArticle, topup.article_id)
         sim = await session.get(SimCard, line.sim_id) if line.sim_id else None

@@ -12,7 +12,7 @@ from domain.enums import TOPUP_TERMINAL_STATUSES as TERMINAL
 from domain.enums import PaymentMethod
 from domain.models import Line, Rule, TopUp
 from domain.money import MB
-from domain.services.topups import RECHARGEABLE
+from domain.services.lines import TOPUP_LINE_STATUSES
 
 AUTO_TOP_UP = "auto_top_up"
 
@@ -53,7 +53,11 @@ async def lines_under_auto_topup(session: AsyncSession) -> list[tuple[Line, Auto
     )
     by_scope = {(r.org_id, r.company_id): r for r in rules}
     lines = await session.execute(
-        select(Line).where(Line.org_id.in_({r.org_id for r in rules}), Line.status.in_(RECHARGEABLE))
+        select(Line).where(
+            Line.org_id.in_({r.org_id for r in rules}),
+            Line.status.in_(TOPUP_LINE_STATUSES),
+            Line.termination_scheduled_for.is_(None),
+        )
     )
     covered: list[tuple[Line, AutoTopUpRule]] = []
     for line in lines.scalars():

@@ -368,18 +368,26 @@ async def change_line(
     await session.flush()
 
 
-def accepts_topup(line: Line) -> bool:
-    """A top-up is accepted only on an active line with no termination scheduled.
+TOPUP_LINE_STATUSES = (LineStatus.ACTIVE,)
+
+
+def topup_refusal(line: Line) -> str | None:
+    """Why a top-up is refused on `line`, or None when it is accepted: only an active line with no
+    termination scheduled takes a top-up.
 
     The deprovisioning workflow schedules the termination (and so closes this gate) in its first step,
-    before its grace period; a top-up checks the gate before charging. See docs/decisions.md.
+    before its grace period; the recharge API checks the gate before writing the intent and the top-up
+    workflow checks it again before charging. See docs/decisions.md.
     """
-    return line.status is LineStatus.ACTIVE and line.termination_scheduled_for is None
+    if line.status not in TOPUP_LINE_STATUSES:
+        return f"la ligne est {line.status.value} : recharge impossible"
+    if line.termination_scheduled_for is not None:
+        return "résiliation de la ligne programmée : recharge impossible"
+    return None
 
 
-async def line_accepts_topup(session: AsyncSession, line_id: str) -> bool:
-    line = await session.get(Line, line_id, populate_existing=True)
-    return line is not None and accepts_topup(line)
+def accepts_topup(line: Line) -> bool:
+    return topup_refusal(line) is None
 
 
 async def line_journal(session: AsyncSession, line_id: str) -> list[LineChange]:
@@ -398,13 +406,22 @@ async def record_sim_usage(
     remaining_bytes: int | None,
     remaining_days: int | None,
     used: bool,
+    month_usage_bytes: int | None = None,
+    used_at: datetime | None = None,
 ) -> bool:
     """Stores the usage read from the OCS (or the AccountStatus file); the first usage turns a SIM
-    `ready_for_activation` into `active` (seed 000 FAQ). Returns True when that happened."""
+    `ready_for_activation` into `active` (seed 000 FAQ) and dates it (`first_usage_at`, at `used_at` or
+    now), which queues its `sim_card.first_usage` event (see `domain.services.usage`). Returns True when
+    that happened."""
     sim.remaining_bytes = remaining_bytes
     sim.remaining_days = remaining_days
+    if month_usage_bytes is not None:
+        sim.month_usage_bytes = month_usage_bytes
     if used and sim.status is SimStatus.READY_FOR_ACTIVATION:
         await change_sim(session, sim, actor=actor, status=SimStatus.ACTIVE)
+        if sim.first_usage_at is None:
+            sim.first_usage_at = used_at or datetime.now(UTC)
+            await session.flush()
         return True
     await session.flush()
     return False

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.csv_files import RowReport
 from domain.models import SimImport
-from domain.services.sims import ImportReport, RowReport, import_sims
+from domain.services.sims import ImportReport, import_sims
 
 CHUNK_ROWS = 1000
 

@@ -5,16 +5,14 @@ Services take the session and never commit: the request or the activity owns the
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.csv_files import RowIssue, RowReport, read_csv_records
 from domain.enums import SimStatus
-from domain.errors import ValidationFailed
 from domain.identifiers import InvalidIdentifier, normalize_iccid, normalize_imsi
 from domain.models import SimCard, SimChange
 from domain.sim_status import check_transition
@@ -25,20 +23,6 @@ KNOWN_CARRIERS = {"orange": "Orange", "bouygues": "Bouygues", "sfr": "SFR", "fre
 TRUE_WORDS = {"1", "true", "oui", "yes", "o", "y", "x"}
 FALSE_WORDS = {"0", "false", "non", "no", "n", ""}
 MAX_IMPORT_ROWS = 100_000
-
-
-@dataclass
-class RowIssue:
-    field: str
-    reason: str
-
-
-@dataclass
-class RowReport:
-    row: int
-    iccid: str
-    accepted: bool
-    errors: list[RowIssue] = field(default_factory=list)
 
 
 @dataclass
@@ -125,26 +109,8 @@ def read_import_csv(content: bytes) -> list[dict[str, str]]:
 
 def read_csv_rows(content: bytes, *, required: Sequence[str], optional: Sequence[str] = ()) -> list[dict[str, str]]:
     """A `;`-separated UTF-8 file (BOM or not) as dicts keyed by lower-cased header names."""
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValidationFailed("file", "le fichier doit être encodé en UTF-8") from exc
-    reader = csv.DictReader(io.StringIO(text), delimiter=";")
-    try:  # the csv module raises on e.g. a field over its size limit: a bad file, not a server error
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        missing = [c for c in required if c not in header]
-        if missing:
-            expected = ";".join([*required, *optional])
-            raise ValidationFailed("file", f"colonnes manquantes : {', '.join(missing)} (attendu : {expected})")
-        reader.fieldnames = header
-        rows = []
-        for record in reader:
-            rows.append({k: (v or "") for k, v in record.items() if isinstance(k, str)})
-            if len(rows) > MAX_IMPORT_ROWS:
-                raise ValidationFailed("file", f"trop de lignes (maximum {MAX_IMPORT_ROWS})")
-    except csv.Error as exc:
-        raise ValidationFailed("file", f"fichier CSV illisible : {exc}") from exc
-    return rows
+    records = read_csv_records(content, required=required, optional=optional, max_rows=MAX_IMPORT_ROWS)
+    return [record for _, record in records]
 
 
 async def _existing(session: AsyncSession, column: str, values: Sequence[str]) -> set[str]:

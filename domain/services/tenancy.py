@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import models
-from domain.authz import TenantChain
+from domain.authz import Action, TenantChain, authorize, workflow_principal
 from domain.errors import NotFound, ValidationFailed
 from domain.identifiers import InvalidIdentifier, normalize_iccid
 
@@ -136,17 +136,30 @@ async def resolve(session: AsyncSession, spec: ResourceSpec, value: str) -> tupl
     return row, spec.chain_of(row)
 
 
-async def ensure_in_tenant(session: AsyncSession, parameter: str, value: str, expected: TenantChain) -> Any:
-    """For activities handed an id from outside: the object must sit inside `expected` (the tenant the
-    workflow runs for). Returns the row; NotFound otherwise."""
+async def ensure_in_tenant(
+    session: AsyncSession,
+    parameter: str,
+    value: str,
+    expected: TenantChain,
+    action: Action = Action.WRITE,
+    *,
+    missing_ok: bool = False,
+) -> Any:
+    """For activities handed an id from outside (through a workflow input): the object must sit inside
+    `expected`, the tenant the workflow runs for, and be open to `action` there. The check is `authorize`
+    with the workflow's principal (`workflow_principal`), so the rule is the handlers' rule: an object of
+    another organisation or company is NotFound, an organisation-wide object (general plan) is readable
+    from a company but not writable (PermissionDenied). An expected chain without an organisation sees
+    nothing. Returns the row; with `missing_ok`, None for an id that exists nowhere (a compensation
+    undoing a step that never ran), while an id of another tenant is still refused."""
     spec = spec_for(parameter)
     if spec is None:
         raise UnregisteredIdParameter(f"{parameter!r} is not an id")
-    row, chain = await resolve(session, spec, value)
-    if expected.org_id is not None and chain.org_id != expected.org_id:
-        raise NotFound(None, f"{spec.what} introuvable")
-    if expected.company_id is not None and chain.company_id != expected.company_id:
-        raise NotFound(None, f"{spec.what} introuvable")
-    if expected.end_user_id is not None and chain.end_user_id != expected.end_user_id:
-        raise NotFound(None, f"{spec.what} introuvable")
+    try:
+        row, chain = await resolve(session, spec, value)
+    except NotFound:
+        if missing_ok:
+            return None
+        raise
+    authorize(workflow_principal(expected), action, chain, spec.what)
     return row

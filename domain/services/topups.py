@@ -12,14 +12,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.contracts import TopUpInput
-from domain.enums import ArticleKind, DeploymentKind, LineStatus, PaymentMethod
+from domain.enums import ArticleKind, DeploymentKind, PaymentMethod
 from domain.errors import IdempotencyMismatch, IllegalTransition, NotFound, ValidationFailed
 from domain.models import CatalogueArticle, Deployment, DeploymentItem, Line, SimCard, TopUp
 from domain.money import GB
+from domain.services.lines import topup_refusal
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 TOPUP_PAYMENT_METHODS = (PaymentMethod.CARD, PaymentMethod.WALLET, PaymentMethod.ACCOUNT)
-RECHARGEABLE = (LineStatus.ACTIVE, LineStatus.SUSPENDED, LineStatus.UNDER_CONSTRUCTION)
 MAX_DATA_GB = 100
 
 
@@ -83,8 +83,9 @@ async def create_or_get_topup(
         existing = await find_topup_by_key(session, line.org_id, request.idempotency_key)
     if existing is not None:
         return _same_request(existing, request), line, False
-    if line.status not in RECHARGEABLE:
-        raise IllegalTransition("line_id", f"la ligne est {line.status.value} : recharge impossible")
+    refusal = topup_refusal(line)
+    if refusal is not None:
+        raise IllegalTransition("line_id", refusal)
     try:
         async with sessionmaker.begin() as session:
             sim = await session.get(SimCard, line.sim_id) if line.sim_id else None

@@ -266,6 +266,162 @@ async def test_session_slides_when_half_of_its_lifetime_is_gone(portal: Portal) 
         assert client.cookies["simflow_session"] != ageing
 
 
+# --- forced password change, lockout ----------------------------------------------------------------
+
+NEW_PASSWORD = "Nouveau-mot-de-passe-2026!"
+
+
+async def _add_staff(portal: Portal, **values: object) -> str:
+    from domain.enums import StaffRole
+    from domain.models import StaffUser
+    from domain.security import hash_password
+
+    email = f"staff-{uuid.uuid4().hex[:8]}@alpha.test"
+    async with portal.app.state.simflow.sessionmaker.begin() as session:
+        session.add(
+            StaffUser(
+                email=email,
+                password_hash=hash_password(PASSWORD),
+                role=StaffRole.ORG_STAFF,
+                org_id=portal.seed.org_a,
+                permissions=["*"],
+                **values,
+            )
+        )
+    return email
+
+
+async def test_admin_set_password_must_be_changed_before_any_portal_page(portal: Portal) -> None:
+    """An account whose password an administrator set (`must_change_password`) is sent to
+    /portal/password by every other page, the same rule (the guard's) as the API's 403; the change
+    there (CSRF-checked, the API's `change_own_password`) opens the portal and ends older sessions."""
+    from sqlalchemy import select
+
+    from domain.models import AuditLog, StaffUser
+
+    email = await _add_staff(portal, must_change_password=True)
+    async with browser(portal) as client:
+        token = csrf_from((await client.get("/portal/login")).text)
+        login = await client.post(
+            "/portal/login",
+            data={"email": email, "password": PASSWORD, "csrf_token": token, "next": "/portal/companies"},
+        )
+        assert login.status_code == 303
+        assert login.headers["location"] == "/portal/password?next=%2Fportal%2Fcompanies"
+        old_session = client.cookies["simflow_session"]
+        for path in ("/portal", "/portal/sims", "/portal/companies", f"/portal/sims/{portal.seed.iccids['a_active']}"):
+            refused = await client.get(path)
+            assert refused.status_code == 303, path
+            assert refused.headers["location"] == f"/portal/password?next={quote(path, safe='')}", path
+        htmx = await client.get("/portal/sims", headers={"HX-Request": "true", "HX-Target": "sim-results"})
+        assert htmx.status_code == 403
+        assert htmx.headers["HX-Redirect"].startswith("/portal/password?next=")
+        form = await client.get("/portal/password?next=/portal/companies")
+        assert form.status_code == 200
+        assert "défini par un administrateur" in form.text
+        token = csrf_from(form.text)
+        posted = await client.post(
+            "/portal/sims/columns", data={"order": ["status"], "visible": ["status"], "csrf_token": token}
+        )
+        assert posted.status_code == 303
+        assert posted.headers["location"] == "/portal/password?next=%2Fportal%2Fsims"
+        api = await client.get(f"/api/v1/companies/{portal.seed.company_a1}")
+        assert api.status_code == 403 and api.json()["code"] == "password_change_required"
+
+        base = {"csrf_token": token, "next": "/portal/companies"}
+        no_csrf = await client.post(
+            "/portal/password",
+            data={"current_password": PASSWORD, "new_password": NEW_PASSWORD, "confirmation": NEW_PASSWORD},
+        )
+        assert no_csrf.status_code == 403 and "jeton de sécurité" in no_csrf.text
+        refusals = [
+            ({"current_password": "mauvais", "new_password": NEW_PASSWORD}, "Mot de passe actuel incorrect"),
+            ({"current_password": PASSWORD, "new_password": "faible"}, "Mot de passe trop faible"),
+            ({"current_password": PASSWORD, "new_password": PASSWORD}, "doit être différent"),
+        ]
+        for fields, message in refusals:
+            refused = await client.post(
+                "/portal/password", data={**base, **fields, "confirmation": fields["new_password"]}
+            )
+            assert refused.status_code == 400, fields
+            assert message in refused.text, fields
+        mismatch = await client.post(
+            "/portal/password",
+            data={**base, "current_password": PASSWORD, "new_password": NEW_PASSWORD, "confirmation": "autre"},
+        )
+        assert mismatch.status_code == 400 and "La confirmation ne correspond pas" in mismatch.text
+        assert (await client.get("/portal/sims")).status_code == 303  # still nothing else
+
+        done = await client.post(
+            "/portal/password",
+            data={**base, "current_password": PASSWORD, "new_password": NEW_PASSWORD, "confirmation": NEW_PASSWORD},
+        )
+        assert done.status_code == 303 and done.headers["location"] == "/portal/companies"
+        assert client.cookies["simflow_session"] != old_session
+        assert (await client.get("/portal/companies")).status_code == 200
+        assert (await client.get(f"/api/v1/companies/{portal.seed.company_a1}")).status_code == 200
+
+    async with browser(portal) as stale:  # the session opened before the change is over
+        stale.cookies.set("simflow_session", old_session, domain="portal.test")
+        assert (await stale.get("/portal/companies")).headers["location"].startswith("/portal/login")
+    async with logged_in(portal, email, NEW_PASSWORD) as fresh:
+        assert (await fresh.get("/portal/sims")).status_code == 200
+    async with portal.app.state.simflow.sessionmaker() as session:
+        staff = (await session.execute(select(StaffUser).where(StaffUser.email == email))).scalar_one()
+        assert staff.must_change_password is False
+        actions = set(
+            (await session.execute(select(AuditLog.action).where(AuditLog.target == f"staff:{staff.id}"))).scalars()
+        )
+    assert {"auth.login", "auth.password_changed", "auth.reauthentication"} <= actions
+
+
+async def test_portal_login_locks_the_account_after_five_failures(portal: Portal) -> None:
+    """The portal form uses the API's `authenticate`: 5 wrong passwords lock the account (30 min), the
+    right password is then refused with the same message, and nothing says the account exists."""
+    from sqlalchemy import select
+
+    from domain.models import StaffUser
+
+    email = await _add_staff(portal)
+    transport = httpx.ASGITransport(app=portal.app, client=("198.51.100.7", 4321))  # its own per-IP budget
+    async with httpx.AsyncClient(transport=transport, base_url="http://portal.test") as client:
+        token = csrf_from((await client.get("/portal/login")).text)
+        answers = []
+        for password in ["mauvais"] * 5 + [PASSWORD]:
+            response = await client.post(
+                "/portal/login", data={"email": email, "password": password, "csrf_token": token}
+            )
+            answers.append((response.status_code, "Adresse e-mail ou mot de passe incorrect" in response.text))
+            assert "simflow_session" not in response.headers.get("set-cookie", "")
+        assert answers == [(401, True)] * 6
+    async with portal.app.state.simflow.sessionmaker() as session:
+        staff = (await session.execute(select(StaffUser).where(StaffUser.email == email))).scalar_one()
+        assert staff.locked_until is not None
+
+
+async def test_password_page_guesses_lock_the_account_too(portal: Portal) -> None:
+    """A session cannot be used to guess the current password: wrong ones count towards the lockout, and
+    once locked even the right one is refused."""
+    email = await _add_staff(portal)
+    async with logged_in(portal, email) as client:
+        token = csrf_from((await client.get("/portal/password")).text)
+        for current in ["mauvais"] * 5 + [PASSWORD]:
+            response = await client.post(
+                "/portal/password",
+                data={
+                    "csrf_token": token,
+                    "current_password": current,
+                    "new_password": NEW_PASSWORD,
+                    "confirmation": NEW_PASSWORD,
+                },
+            )
+            assert response.status_code == 400 and "Mot de passe actuel incorrect" in response.text, current
+    async with browser(portal) as other:
+        token = csrf_from((await other.get("/portal/login")).text)
+        refused = await other.post("/portal/login", data={"email": email, "password": PASSWORD, "csrf_token": token})
+        assert refused.status_code == 401
+
+
 # --- companies -------------------------------------------------------------------------------------
 
 

@@ -368,6 +368,35 @@ async def test_topup_creation_is_rate_limited_before_any_provider_call(
     assert await topups() == 0
 
 
+async def test_portal_recharges_are_rate_limited_with_a_french_page(settings: Settings, db: Db, tenant: Tenant) -> None:
+    """The same budget guards the portal's "Recharge DATA": the refusal is a page, not the API's JSON."""
+    import re
+
+    email, _ = await add_staff_member(db, org_id=tenant.org_id)
+
+    def csrf(html: str) -> str:
+        match = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', html)
+        assert match, "no csrf_token in the page"
+        return match.group(1)
+
+    async with other_app(settings, rate_limit_topups_per_principal=1) as client:
+        login = await client.get("/portal/login")
+        signed_in = await client.post(
+            "/portal/login",
+            data={"email": email, "password": STRONG_PASSWORD, "csrf_token": csrf(login.text), "next": "/portal/sims"},
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        token = csrf((await client.get("/portal/sims")).text)
+        form = {"csrf_token": token, "data_gb": "1", "payment_method": "wallet", "iccid": "89330000000000000000"}
+        first = await client.post("/portal/recharges", data=form)
+        assert first.status_code != 429, first.text
+        limited = await client.post("/portal/recharges", data=form)
+    assert limited.status_code == 429
+    assert limited.headers["content-type"].startswith("text/html")
+    assert "Trop de requêtes" in limited.text and "réessayez dans" in limited.text
+    assert int(limited.headers["retry-after"]) >= 1
+
+
 async def test_company_staff_role_in_tokens_follows_the_database(
     app_client: httpx.AsyncClient, db: Db, tenant: Tenant
 ) -> None:

@@ -33,7 +33,7 @@ from tests.e2e.lifecycle_support import (
     ocs_debit,
     snaic_lines,
 )
-from tests.e2e.topup_support import ApiServer
+from tests.e2e.topup_support import ApiServer, serve_api
 from workflows.bulk import BulkOperationWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -42,19 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def live_api(settings: Settings, snaic_url: str) -> Iterator[ApiServer]:
-    with ApiServer(settings) as server:
-        httpx.post(
-            f"{snaic_url}/_sim/config",
-            json={
-                "callback_url": f"{server.url}/api/v1/snaic/callback",
-                "callback_secret": settings.snaic_callback_secret.get_secret_value(),
-                "callbacks_enabled": True,
-                "completion_delay_ms": 20,
-            },
-            timeout=5,
-        ).raise_for_status()
-        yield server
-        httpx.delete(f"{snaic_url}/_sim/config", timeout=5).raise_for_status()
+    yield from serve_api(settings, snaic_url)
 
 
 @pytest.fixture(autouse=True)

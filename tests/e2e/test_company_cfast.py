@@ -72,7 +72,8 @@ async def test_company_creation_creates_cfast_customer_with_update_records(
         "create_site",
     ]
     assert all(r.status is MajStatus.OK for r in records)
-    assert records[0].sent["customer_reference"] == company.customer_reference
+    created = next(r for r in records if r.operation == "create_customer")
+    assert created.sent["customer_reference"] == company.customer_reference
 
     customer = httpx.get(f"{cfast_url}/customers", params={"customerReference": company.customer_reference}).json()
     assert customer["customerId"] == result.customer_id

@@ -17,7 +17,7 @@ from infra.settings import Settings
 from tests.api._support import random_iccid, random_imsi
 from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.e2e.lifecycle_support import Tenant, make_tenant
-from tests.e2e.topup_support import ApiServer
+from tests.e2e.topup_support import ApiServer, serve_api
 
 pytestmark = pytest.mark.usefixtures("worker")
 CSRF_RE = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
@@ -31,19 +31,7 @@ def csrf(html: str) -> str:
 
 @pytest.fixture(scope="module")
 def live_api(settings: Settings, snaic_url: str) -> Iterator[ApiServer]:
-    with ApiServer(settings) as server:
-        httpx.post(
-            f"{snaic_url}/_sim/config",
-            json={
-                "callback_url": f"{server.url}/api/v1/snaic/callback",
-                "callback_secret": settings.snaic_callback_secret.get_secret_value(),
-                "callbacks_enabled": True,
-                "completion_delay_ms": 20,
-            },
-            timeout=5,
-        ).raise_for_status()
-        yield server
-        httpx.delete(f"{snaic_url}/_sim/config", timeout=5).raise_for_status()
+    yield from serve_api(settings, snaic_url)
 
 
 @pytest_asyncio.fixture
@@ -159,3 +147,43 @@ async def test_import_page_reports_rows_and_offers_the_error_report(
     assert qr.status_code == 200 and qr.headers["content-type"] == "image/svg+xml" and "<svg" in qr.text
     no_qr = await app_client.get(f"/api/v1/sims/{good[0]}/esim-qr.svg", headers=admin_headers)
     assert no_qr.status_code == 404
+
+
+async def test_import_details_page_updates_each_sim_from_its_row(
+    staff: httpx.AsyncClient, app_client: httpx.AsyncClient, admin_headers: dict[str, str], temporal_client: Client
+) -> None:
+    tenant = await make_tenant(app_client, admin_headers, temporal_client, sims=2)
+    listing = await staff.get("/portal/bulk")
+    assert 'href="/portal/bulk/import-details"' in listing.text
+    form = await staff.get("/portal/bulk/import-details")
+    assert form.status_code == 200 and 'id="details-form"' in form.text
+    first, second = tenant.iccids
+    content = "iccid;note;tags;imei\n"
+    content += f"{first};Flotte Lyon;lyon,flotte;\n"
+    content += f"{second};;paris;\n"
+    content += f"{random_iccid()};inconnue;;\n"
+    started = await staff.post(
+        "/portal/bulk/import-details",
+        data={"csrf_token": csrf(form.text)},
+        files={"file": ("details.csv", content.encode(), "text/csv")},
+    )
+    assert started.status_code == 303, started.text
+    location = started.headers["location"]
+    progress = ""
+    for _ in range(300):
+        progress = (await staff.get(f"{location}/progress", headers={"HX-Request": "true"})).text
+        if 'data-live="no"' in progress:
+            break
+        await asyncio.sleep(0.1)
+    assert '<span data-counter="succeeded">2</span>' in progress, progress
+    one = (await app_client.get(f"/api/v1/sims/{first}", headers=admin_headers)).json()
+    two = (await app_client.get(f"/api/v1/sims/{second}", headers=admin_headers)).json()
+    assert one["note"] == "Flotte Lyon" and sorted(one["tags"]) == ["flotte", "lyon"]
+    assert two["note"] is None and two["tags"] == ["paris"]
+
+    empty = await staff.post(
+        "/portal/bulk/import-details",
+        data={"csrf_token": csrf(form.text)},
+        files={"file": ("vide.csv", b"iccid;note\n", "text/csv")},
+    )
+    assert empty.status_code == 422 and "aucune ligne" in empty.text

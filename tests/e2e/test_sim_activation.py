@@ -36,7 +36,7 @@ from tests.e2e.lifecycle_support import (
     sim_calls,
     snaic_lines,
 )
-from tests.e2e.topup_support import ApiServer
+from tests.e2e.topup_support import ApiServer, serve_api
 from workflows._search import BUSINESS_STATUS, ICCID, MSISDN, ORG_ID, initial_attributes
 from workflows.sim_activation import SimActivationWorkflow, workflow_id
 
@@ -46,19 +46,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 @pytest.fixture(scope="module")
 def live_api(settings: Settings, snaic_url: str) -> Iterator[ApiServer]:
     """The API over HTTP, so SNAIC's callbacks reach the workflows; the simulator's config is restored after."""
-    with ApiServer(settings) as server:
-        httpx.post(
-            f"{snaic_url}/_sim/config",
-            json={
-                "callback_url": f"{server.url}/api/v1/snaic/callback",
-                "callback_secret": settings.snaic_callback_secret.get_secret_value(),
-                "callbacks_enabled": True,
-                "completion_delay_ms": 20,
-            },
-            timeout=5,
-        ).raise_for_status()
-        yield server
-        httpx.delete(f"{snaic_url}/_sim/config", timeout=5).raise_for_status()
+    yield from serve_api(settings, snaic_url)
 
 
 @pytest.fixture(autouse=True)

@@ -51,6 +51,7 @@ def serve_api(settings: Settings, snaic_url: str) -> Iterator[ApiServer]:
         }
         httpx.post(f"{snaic_url}/_sim/config", json=config, timeout=5).raise_for_status()
         yield server
+        httpx.delete(f"{snaic_url}/_sim/config", timeout=5).raise_for_status()
 
 
 async def wait_terminal(
