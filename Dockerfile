@@ -27,9 +27,12 @@ COPY migrations ./migrations
 
 # Installs the dependencies and the console scripts; the code runs from /app (templates and static files
 # live next to it). api/static may be empty, hence absent from git: create it while still root.
+# Bytecode is compiled here, once: the tree is read-only for the simflow user and the workflow sandbox
+# imports the workflow modules again for every workflow run.
 RUN pip install . \
     && rm -rf build ./*.egg-info \
-    && mkdir -p api/static
+    && mkdir -p api/static \
+    && python -m compileall -q /app
 
 USER simflow
 

@@ -30,7 +30,7 @@ from infra.db import create_engine, create_sessionmaker
 from infra.logging import configure_logging
 from infra.schedules import ensure_schedules
 from infra.settings import Settings, get_settings
-from infra.temporal import connect_temporal
+from infra.temporal import connect_temporal, precompile_workflow_code
 from integrations.cfast import CfastClient
 from integrations.ocs import OcsClient
 from integrations.snaic import SnaicClient
@@ -128,6 +128,8 @@ async def run_worker(settings: Settings | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await ensure_schedules(client, settings)
+    if not precompile_workflow_code("workflows"):
+        log.warning("worker.workflow_code_not_precompiled")
     async with build_worker(settings, client) as worker:
         log.info("worker.started", task_queue=settings.task_queue, temporal=settings.temporal_address)
         async with worker:

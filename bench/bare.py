@@ -15,7 +15,7 @@ from temporalio import activity, workflow
 from temporalio.worker import Worker
 
 from infra.settings import get_settings
-from infra.temporal import connect_temporal
+from infra.temporal import connect_temporal, precompile_workflow_code
 
 TASK_QUEUE = "simflow-bench-bare"
 
@@ -41,6 +41,7 @@ class BareWorkflow:
 
 async def run_worker() -> None:
     client = await connect_temporal(get_settings())
+    precompile_workflow_code("bench")  # as the product's worker does, so the comparison stays fair
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -355,6 +355,9 @@ def test_dockerfile_base_user_and_command(services: dict[str, dict[str, Any]]) -
     cmd = yaml.safe_load(dict(instructions)["CMD"])  # exec form is a JSON array
     assert cmd == services["api"]["command"]
     assert any(keyword == "RUN" and "pip install ." in rest for keyword, rest in instructions)
+    # The image does not write bytecode at run time (read-only tree), so it is compiled at build time.
+    assert ("ENV", "PYTHONDONTWRITEBYTECODE=1") in [(k, r.split()[0]) for k, r in instructions if r]
+    assert any(keyword == "RUN" and "compileall" in rest for keyword, rest in instructions)
 
 
 def test_dockerfile_copies_every_package_and_nothing_else() -> None:
