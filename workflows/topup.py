@@ -59,6 +59,17 @@ RESOLUTION_ACTIONS = ("retry_refund", "refunded_manually")
 PAID_BY_LABELS = {"card": "carte", "wallet": "portefeuille", "account": "compte"}
 # Histories recorded before money movements were audited and published replay without those steps.
 MONEY_AUDIT_PATCH = "audit-money-movements"
+# BusinessStatus (a visibility write on the server for each change) carries the phase; the step within
+# the phase is in the current details and the `receipt` query.
+PHASE_STATUS_PATCH = "business-status-by-phase"
+BUSINESS_PHASES = {
+    "resolving_line": "charging",
+    "charging": "charging",
+    "crediting": "provisioning",
+    "provisioning_supplier": "provisioning",
+    "billing": "provisioning",
+    "recording": "provisioning",
+}
 
 
 def workflow_id(org_id: str, topup_id: str) -> str:
@@ -103,6 +114,7 @@ class TopUpWorkflow:
         self.snaic_update: SnaicOrderUpdate | None = None
         self.resolution: TopUpResolution | None = None
         self.step = "pending"
+        self.shown_status: str | None = None
         self.stripe_events: list[StripeEventNotice] = []
         self.attention_rounds = 0
 
@@ -203,8 +215,7 @@ class TopUpWorkflow:
             self.status = status
         if "payment_status" in fields:
             self.payment_status = fields["payment_status"]
-        business = status if status in TERMINAL else self.step
-        workflow.upsert_search_attributes([BUSINESS_STATUS.value_set(business)])
+        self._show(status if status in TERMINAL else self.step)
         if details:
             workflow.set_current_details(details)
         await self._db(names.TOPUP_SET_STATUS, TopUpStatusUpdate(topup_id=self.data.topup_id, status=status, **fields))
@@ -241,8 +252,16 @@ class TopUpWorkflow:
 
     def _progress(self, step: str, details: str) -> None:
         self.step = step
-        workflow.upsert_search_attributes([BUSINESS_STATUS.value_set(step)])
+        self._show(step)
         workflow.set_current_details(details)
+
+    def _show(self, business: str) -> None:
+        if workflow.patched(PHASE_STATUS_PATCH):
+            business = BUSINESS_PHASES.get(business, business)
+            if business == self.shown_status:
+                return
+        self.shown_status = business
+        workflow.upsert_search_attributes([BUSINESS_STATUS.value_set(business)])
 
     # --- the saga ---------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import func, select
 from temporalio.client import Client
+from temporalio.converter import decode_typed_search_attributes
 
 from bench.invariants import check_invariants
 from bench.topup_world import DECLINING_CARD, STAFF_PASSWORD, World, build_world, provision_line
@@ -23,6 +24,7 @@ from domain.models import Invoice, Notification, Payment, UpdateRecord, Wallet, 
 from infra.db import create_engine, create_sessionmaker
 from infra.settings import Settings
 from tests.e2e.topup_support import ApiServer, serve_api, wait_terminal
+from workflows._search import BUSINESS_STATUS
 from workflows.topup import TopUpWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -192,6 +194,18 @@ async def test_recharge_completes_for_each_payment_method(
         topup_settings, select(func.count()).select_from(Notification).where(Notification.org_id == world.org_id)
     )
     assert notices == 1
+    # BusinessStatus shows the phase (one visibility write per phase); the step is in the details.
+    handle = temporal_client.get_workflow_handle(receipt["workflow_id"])
+    assert (await handle.describe()).typed_search_attributes.get(BUSINESS_STATUS) == "completed"
+    shown = [
+        decode_typed_search_attributes(e.upsert_workflow_search_attributes_event_attributes.search_attributes).get(
+            BUSINESS_STATUS
+        )
+        for e in (await handle.fetch_history()).events
+        if e.HasField("upsert_workflow_search_attributes_event_attributes")
+    ]
+    # (other upserts carry the patch markers' TemporalChangeVersion)
+    assert [status for status in shown if status is not None] == ["charging", "provisioning", "completed"]
     await save_history(temporal_client, receipt["workflow_id"], f"completed_{method}")
     await assert_invariants(topup_settings, world, localstripe_url, ocs_base_url)
 
