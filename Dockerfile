@@ -14,7 +14,7 @@ WORKDIR /app
 
 # Only what the application needs: never the virtualenv, the git history, var/ or a developer's .env.
 # `*.py` takes the top-level modules (worker.py, simflow_cli.py); alembic runs from /app (alembic.ini).
-COPY pyproject.toml alembic.ini *.py ./
+COPY pyproject.toml uv.lock alembic.ini *.py ./
 COPY domain ./domain
 COPY workflows ./workflows
 COPY activities ./activities
@@ -29,8 +29,12 @@ COPY migrations ./migrations
 # live next to it). api/static may be empty, hence absent from git: create it while still root.
 # Bytecode is compiled here, once: the tree is read-only for the simflow user and the workflow sandbox
 # imports the workflow modules again for every workflow run.
-RUN pip install . \
-    && rm -rf build ./*.egg-info \
+RUN pip install uv==0.13.9 \
+    && uv export --frozen --no-dev --no-emit-project --format requirements-txt -o /tmp/requirements.txt \
+    && pip install --require-hashes -r /tmp/requirements.txt \
+    && pip install --no-deps . \
+    && pip uninstall -y uv \
+    && rm -rf build ./*.egg-info /tmp/requirements.txt \
     && mkdir -p api/static \
     && python -m compileall -q /app
 

@@ -5,13 +5,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck migrations-check test-sqlite test-postgres browser-deps bench crash-drill clean
+.PHONY: run test lock-check lint typecheck migrations-check test-sqlite test-postgres browser-deps bench crash-drill clean
 
-$(STAMP): pyproject.toml
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+# Installs exactly what uv.lock pins (hashes included); never resolves anew.
+$(STAMP): pyproject.toml uv.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	test -x $(UV) || $(BIN)/pip install --quiet uv==$(UV_VERSION)
+	$(UV) lock --check
+	$(UV) sync --frozen --extra dev --quiet
 	touch $(STAMP)
+
+# Fails when pyproject.toml and uv.lock disagree.
+lock-check: $(STAMP)
+	$(UV) lock --check
 
 run: $(STAMP)
 	$(BIN)/simflow dev
@@ -44,7 +54,7 @@ test-postgres: $(STAMP)
 	  SIMFLOW_TEST_BACKEND=postgres $(BIN)/pytest -q -m "not browser"; \
 	else echo "SIMFLOW_TEST_POSTGRES_URL not set: PostgreSQL run skipped"; fi
 
-test: lint typecheck migrations-check test-sqlite test-postgres
+test: lock-check lint typecheck migrations-check test-sqlite test-postgres
 
 bench: $(STAMP)
 	$(BIN)/simflow bench topup

@@ -354,7 +354,11 @@ def test_dockerfile_base_user_and_command(services: dict[str, dict[str, Any]]) -
     )
     cmd = yaml.safe_load(dict(instructions)["CMD"])  # exec form is a JSON array
     assert cmd == services["api"]["command"]
-    assert any(keyword == "RUN" and "pip install ." in rest for keyword, rest in instructions)
+    # The image installs what uv.lock pins, hashes checked, and the project itself without resolving anything.
+    install = " ".join(rest for keyword, rest in instructions if keyword == "RUN" and "pip install" in rest)
+    assert "uv export --frozen" in install
+    assert "pip install --require-hashes -r" in install
+    assert "pip install --no-deps ." in install
     # The image does not write bytecode at run time (read-only tree), so it is compiled at build time.
     assert ("ENV", "PYTHONDONTWRITEBYTECODE=1") in [(k, r.split()[0]) for k, r in instructions if r]
     assert any(keyword == "RUN" and "compileall" in rest for keyword, rest in instructions)
@@ -365,7 +369,7 @@ def test_dockerfile_copies_every_package_and_nothing_else() -> None:
     packages = {pattern.rstrip("*") for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
     copies = [rest.split() for keyword, rest in dockerfile_instructions() if keyword == "COPY"]
     sources = {source.rstrip("/") for parts in copies for source in parts[:-1]}
-    assert packages | {"migrations", "alembic.ini", "pyproject.toml", "*.py"} == sources
+    assert packages | {"migrations", "alembic.ini", "pyproject.toml", "uv.lock", "*.py"} == sources
     assert "." not in sources, "COPY . would ship .venv, .git and local files"
 
 
