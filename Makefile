@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lock-check lint typecheck migrations-check test-sqlite test-postgres browser-deps bench crash-drill clean
+.PHONY: run test lock-check lint typecheck migrations-check test-sqlite test-postgres browser-deps bench crash-drill scale-drill clean
 
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
@@ -61,6 +61,10 @@ bench: $(STAMP)
 
 crash-drill: $(STAMP)
 	$(BIN)/python -m bench.crash_drill
+
+# 2 APIs and 2 workers on PostgreSQL (SIMFLOW_SCALE_DRILL_POSTGRES_URL, default the local server), one of each killed.
+scale-drill: $(STAMP)
+	$(BIN)/python -m bench.scale_drill
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

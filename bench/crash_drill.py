@@ -15,6 +15,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -27,7 +28,7 @@ from domain.models import TopUp
 from infra.db import create_engine, create_sessionmaker
 from infra.processes import ManagedProcess
 from infra.settings import Settings
-from infra.stack import Stack
+from infra.stack import Stack, generated_secrets
 
 # (simulator, operation, mode, expected effect on the top-up)
 FAULT_MENU = [
@@ -43,6 +44,23 @@ FAULT_MENU = [
 ]
 # Every provisioning call takes a little time, so kills land while activities are in flight.
 LATENCY = [("ocs", "*", 60), ("snaic", "*", 40), ("cfast", "*", 40)]
+
+
+@dataclass
+class DrillOutcome:
+    topups: int
+    worker_kills: int
+    server_kills: int
+    terminal: int
+    ok: bool
+    statuses: dict[str, int] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"crash_drill topups={self.topups} worker_kills={self.worker_kills} server_kills={self.server_kills} "
+            f"terminal={self.terminal} invariants={'ok' if self.ok else 'broken'}"
+        )
 
 
 class Drill:
@@ -125,7 +143,7 @@ class Drill:
                 await asyncio.sleep(1)
                 self.restart("worker")
 
-    async def run(self, topups: int, worker_kills: int, server_kills: int, lines: int) -> bool:
+    async def run(self, topups: int, worker_kills: int, server_kills: int, lines: int) -> DrillOutcome:
         world: World = await build_world(self.settings, wallet_minor=10_000_000)
         line_ids = [await provision_line(world) for _ in range(lines)]
         for system, op, latency in LATENCY:
@@ -177,28 +195,43 @@ class Drill:
         print(f"  money per organisation: {report.money}")
         for violation in report.violations[:20]:
             print(f"  VIOLATION {violation}")
-        verdict = "ok" if report.ok and terminal == topups else "broken"
-        print(
-            f"crash_drill topups={topups} worker_kills={self.worker_kills} server_kills={self.server_kills} "
-            f"terminal={terminal} invariants={verdict}",
-            flush=True,
+        outcome = DrillOutcome(
+            topups=report.topups,
+            worker_kills=self.worker_kills,
+            server_kills=self.server_kills,
+            terminal=terminal,
+            ok=report.ok and report.topups == topups and terminal == topups,
+            statuses=dict(counts),
+            violations=report.violations,
         )
-        return verdict == "ok"
+        print(outcome.line(), flush=True)
+        return outcome
 
 
-async def main_async(args: argparse.Namespace) -> bool:
+async def run_drill(
+    *,
+    topups: int,
+    worker_kills: int,
+    server_kills: int,
+    lines: int,
+    seed: int,
+    keep: bool = False,
+    database_url: str | None = None,
+) -> DrillOutcome:
+    """The whole drill on a scratch stack (free ports, generated secrets), torn down at the end. The database
+    is a scratch SQLite file unless `database_url` names an empty one (migrated here)."""
     var = Path(tempfile.mkdtemp(prefix="simflow-drill-"))
     stack = Stack.scratch(var)
-    settings = stack.settings(Settings(snaic_callback_sla_s=20, http_timeout_s=5))
-    print(f"crash drill: seed={args.seed} scratch={var}", flush=True)
+    if database_url is not None:
+        stack.database_url = database_url
+    settings = stack.settings(Settings(snaic_callback_sla_s=20, http_timeout_s=5, **generated_secrets()))
+    print(f"crash drill: seed={seed} scratch={var}", flush=True)
     try:
         stack.start(settings)
-        return await Drill(stack, settings, random.Random(args.seed)).run(
-            args.topups, args.worker_kills, args.server_kills, args.lines
-        )
+        return await Drill(stack, settings, random.Random(seed)).run(topups, worker_kills, server_kills, lines)
     finally:
         stack.stop()
-        if args.keep:
+        if keep:
             print(f"logs kept in {stack.logs}")
         else:
             shutil.rmtree(var, ignore_errors=True)
@@ -212,8 +245,18 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=20)
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder and its logs")
-    ok = asyncio.run(main_async(parser.parse_args()))
-    raise SystemExit(0 if ok else 1)
+    args = parser.parse_args()
+    outcome = asyncio.run(
+        run_drill(
+            topups=args.topups,
+            worker_kills=args.worker_kills,
+            server_kills=args.server_kills,
+            lines=args.lines,
+            seed=args.seed,
+            keep=args.keep,
+        )
+    )
+    raise SystemExit(0 if outcome.ok else 1)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,13 @@ files) and by the crash drill and benchmark (free ports, a scratch folder)."""
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from infra.processes import (
     ROOT,
@@ -24,6 +27,15 @@ from infra.settings import DEFAULT_PORTS, Settings
 def migrate(database_url: str) -> None:
     command = [sys.executable, "-m", "alembic", "-x", f"url={database_url}", "upgrade", "head"]
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)  # noqa: S603 - our own interpreter
+
+
+def generated_secrets() -> dict[str, SecretStr]:
+    """Fresh random secrets for a scratch stack (drills, benchmark): its API and workers never run with a
+    published default."""
+    return {
+        name: SecretStr(secrets.token_urlsafe(32))
+        for name in ("jwt_secret", "secrets_key", "snaic_callback_secret", "stripe_webhook_secret")
+    }
 
 
 @dataclass
@@ -53,6 +65,7 @@ class Stack:
         return f"http://127.0.0.1:{self.ports[name]}"
 
     def settings(self, base: Settings | None = None) -> Settings:
+        """`base` pointed at this stack's processes (secrets are kept from `base`: see `generated_secrets`)."""
         base = base or Settings()
         return base.model_copy(
             update={
@@ -81,6 +94,10 @@ class Stack:
             "SIMFLOW_BOOTSTRAP_ADMIN_EMAIL": settings.bootstrap_admin_email,
             "SIMFLOW_BOOTSTRAP_ADMIN_PASSWORD": settings.bootstrap_admin_password.get_secret_value(),
             "SIMFLOW_SNAIC_CALLBACK_SLA_S": str(settings.snaic_callback_sla_s),
+            "SIMFLOW_JWT_SECRET": settings.jwt_secret.get_secret_value(),
+            "SIMFLOW_SECRETS_KEY": settings.secrets_key.get_secret_value(),
+            "SIMFLOW_SNAIC_CALLBACK_SECRET": settings.snaic_callback_secret.get_secret_value(),
+            "SIMFLOW_STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret.get_secret_value(),
         }
 
     def infrastructure(self, settings: Settings) -> list[ManagedProcess]:
@@ -111,23 +128,24 @@ class Stack:
             self.ports["temporal"], self.ports["temporal_ui"], self.var_dir / "temporal" / "dev.db", log_dir=self.logs
         )
 
-    def worker_process(self, settings: Settings) -> ManagedProcess:
+    def worker_process(self, settings: Settings, name: str = "worker") -> ManagedProcess:
         return ManagedProcess(
-            "worker",
+            name,
             [sys.executable, "worker.py"],
             ready=lambda: True,
             env=self.environment(settings),
-            log_path=self.logs / "worker.log",
+            log_path=self.logs / f"{name}.log",
         )
 
-    def api_process(self, settings: Settings) -> ManagedProcess:
-        port = str(self.ports["api"])
+    def api_process(self, settings: Settings, name: str = "api") -> ManagedProcess:
+        """An API process listening on `self.ports[name]` (several APIs: one port entry each)."""
+        port = str(self.ports.setdefault(name, free_port()))
         return ManagedProcess(
-            "api",
+            name,
             [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1", "--port", port],
-            ready=http_ready(f"{self.url('api')}/openapi.json"),
+            ready=http_ready(f"{self.url(name)}/openapi.json"),
             env=self.environment(settings),
-            log_path=self.logs / "api.log",
+            log_path=self.logs / f"{name}.log",
         )
 
     def start(self, settings: Settings, on_ready: object = None) -> None:
