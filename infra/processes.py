@@ -102,9 +102,13 @@ class ManagedProcess:
         return self.process is not None and self.process.poll() is None
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Sends `sig` to the process group; for SIGKILL, also reaps the process and closes its log."""
         if self.alive():
             assert self.process is not None
             os.killpg(self.process.pid, sig)
+            if sig == signal.SIGKILL:
+                self.process.wait(timeout=10)
+                self._close_log()
 
     def _close_log(self) -> None:
         if self._log_file is not None:

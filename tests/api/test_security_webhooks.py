@@ -38,6 +38,7 @@ from integrations.webhooks import TargetRejected, WebhookSender
 from tests.api._security_support import Db, Headers
 from tests.api._support import assert_problem, unchanged
 from tests.api.conftest import Tenant
+from tests.e2e.lifecycle_support import keep_history
 from workflows import _policies as policies
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
@@ -257,8 +258,10 @@ async def test_signed_delivery_with_retries_and_log(
     ids = await emit_event(temporal_client, wh_settings, tenant.org_id, "payment.created", data, event_id=event_id)
     wf_id = f"webhook-delivery/{tenant.org_id}/{event_id}/{created['id']}"
     assert wf_id in ids  # (other endpoints of this organisation may take the event too)
-    result = await temporal_client.get_workflow_handle_for(WebhookDeliveryWorkflow.run, wf_id).result()
+    handle = temporal_client.get_workflow_handle_for(WebhookDeliveryWorkflow.run, wf_id)
+    result = await handle.result()
     assert result.delivered and result.status_code == 200
+    await keep_history(handle, "WebhookDeliveryWorkflow", "delivered_after_two_failures")
 
     deliveries = [r for r in receiver.received(path) if json.loads(r.body).get("type") == "payment.created"]
     assert len(deliveries) == 3  # two 500s, then delivered
@@ -321,8 +324,10 @@ async def test_unsubscribed_disabled_and_unreachable_endpoints(
     [wf_id] = await emit_event(
         temporal_client, wh_settings, other_tenant.org_id, "company.updated", {"x": 1}, event_id=event_id
     )
-    result = await temporal_client.get_workflow_handle_for(WebhookDeliveryWorkflow.run, wf_id).result()
+    handle = temporal_client.get_workflow_handle_for(WebhookDeliveryWorkflow.run, wf_id)
+    result = await handle.result()
     assert not result.delivered and "non publique" in (result.error or "")
+    await keep_history(handle, "WebhookDeliveryWorkflow", "target_refused_at_send_time")
     row = await _delivery(db, event_id, moved["id"])
     assert (row.status.value, row.attempts) == ("failed", 1)
     assert subscribed["id"] != moved["id"]

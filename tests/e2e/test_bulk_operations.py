@@ -158,6 +158,8 @@ async def test_bulk_activate_suspend_edit_usage_and_cancel(
     final = {s.iccid: s for s in await db_all(settings, select(SimCard).where(SimCard.iccid.in_([sims[9], blank])))}
     assert {s.status for s in final.values()} == {SimStatus.TERMINATED}
     assert snaic_lines(snaic_url, sims[9])[0]["status"] == "terminated"
+    handle = temporal_client.get_workflow_handle_for(BulkOperationWorkflow.run, cancelled["workflow_id"])
+    await keep_history(handle, "BulkOperationWorkflow", "cancel_sim")
 
 
 async def test_bulk_progress_is_live_and_cancel_stops_new_items(
@@ -199,6 +201,72 @@ async def test_bulk_progress_is_live_and_cancel_stops_new_items(
     assert final["succeeded"] + final["failed"] + final["skipped"] == len(tenant.iccids)
     rows = await report(app_client, tenant, body["id"])
     assert "en attente" not in {r["resultat"] for r in rows}
+    handle = temporal_client.get_workflow_handle_for(BulkOperationWorkflow.run, body["workflow_id"])
+    await keep_history(handle, "BulkOperationWorkflow", "cancel_signal")
+
+
+async def test_pages_continue_as_new_and_carry_their_counts(
+    tenant: Tenant, app_client: httpx.AsyncClient, temporal_client: Client, settings: Settings
+) -> None:
+    """Ten SIMs in pages of four: the run continues as new twice, the last run reports all ten."""
+    from temporalio.api.enums.v1 import EventType
+
+    from api.line_workflows import start_bulk
+    from domain.enums import BulkOperationKind
+    from domain.lifecycle_contracts import BulkItemInput, BulkOperationInput
+    from domain.services.bulk import create_bulk_operation, normalise_items
+    from infra.db import create_engine, create_sessionmaker
+    from workflows.bulk import workflow_id as bulk_workflow_id
+
+    sims = tenant.iccids[:10]
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            prepared = await create_bulk_operation(
+                session,
+                org_id=tenant.org_id,
+                company_scope=None,
+                kind=BulkOperationKind.EDIT_NOTE,
+                items=normalise_items(sims),
+                params={"note": "Paginée"},
+                created_by="test",
+                workflow_id_for=bulk_workflow_id,
+            )
+            await session.commit()
+    finally:
+        await engine.dispose()
+    operation = prepared.operation
+    data = BulkOperationInput(
+        bulk_id=operation.id,
+        org_id=tenant.org_id,
+        kind="edit_note",
+        params={"note": "Paginée"},
+        items=[BulkItemInput(iccid=i.iccid) for i in prepared.runnable],
+        page_size=4,
+    )
+    wf_id = await start_bulk(temporal_client, settings, data, "Modifier la note")
+    progress = await asyncio.wait_for(
+        temporal_client.get_workflow_handle_for(BulkOperationWorkflow.run, wf_id).result(), 120
+    )
+    assert (progress.status, progress.total, progress.succeeded, progress.done) == ("completed", 10, 10, 10)
+
+    # Back from the last run, each run names the one it continues: three runs, two continued as new.
+    run_ids = [(await temporal_client.get_workflow_handle(wf_id).describe()).run_id]
+    while True:
+        started = (await temporal_client.get_workflow_handle(wf_id, run_id=run_ids[0]).fetch_history()).events[0]
+        previous = started.workflow_execution_started_event_attributes.continued_execution_run_id
+        if not previous:
+            break
+        run_ids.insert(0, previous)
+    assert len(run_ids) == 3, run_ids
+    first_handle = temporal_client.get_workflow_handle(wf_id, run_id=run_ids[0])
+    events = (await first_handle.fetch_history()).events
+    assert events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    final = (await app_client.get(f"/api/v1/bulk-operations/{operation.id}", headers=tenant.headers)).json()
+    assert (final["status"], final["succeeded"], final["done"]) == ("completed", 10, 10)
+    notes = {s.note for s in await db_all(settings, select(SimCard).where(SimCard.iccid.in_(sims)))}
+    assert notes == {"Paginée"}
+    await keep_history(first_handle, "BulkOperationWorkflow", "first_page_continued_as_new")
 
 
 async def test_bulk_request_is_checked(tenant: Tenant, app_client: httpx.AsyncClient) -> None:

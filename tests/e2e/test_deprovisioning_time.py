@@ -18,7 +18,15 @@ from domain.enums import LineStatus, PhoneNumberStatus
 from domain.lifecycle_contracts import DeprovisioningInput, SimActivationInput
 from domain.models import Line, PhoneNumber, UpdateRecord, new_id
 from infra.settings import Settings
-from tests.e2e.lifecycle_support import cfast_service, db_all, db_one, make_tenant, ocs_account, snaic_lines
+from tests.e2e.lifecycle_support import (
+    cfast_service,
+    db_all,
+    db_one,
+    keep_history,
+    make_tenant,
+    ocs_account,
+    snaic_lines,
+)
 from tests.workflows.conftest import time_skipping_env  # noqa: F401 - the session fixture, shared
 from worker import build_worker
 from workflows._search import initial_attributes
@@ -117,3 +125,4 @@ async def test_grace_period_expires_then_quarantine_removes_the_ocs_account(
         assert await quarantine.result() == "released"  # ninety days later, skipped while we wait
     assert (await quarantine.describe()).status is WorkflowExecutionStatus.COMPLETED
     assert ocs_account(ocs_url, line_id) is None
+    await keep_history(quarantine, "LineQuarantineWorkflow", "released_after_quarantine")

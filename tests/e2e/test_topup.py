@@ -23,6 +23,7 @@ from bench.topup_world import DECLINING_CARD, STAFF_PASSWORD, World, build_world
 from domain.models import Invoice, Notification, Payment, UpdateRecord, Wallet, WalletEntry
 from infra.db import create_engine, create_sessionmaker
 from infra.settings import Settings
+from tests.e2e.lifecycle_support import keep_history
 from tests.e2e.topup_support import ApiServer, serve_api, wait_terminal
 from workflows._search import BUSINESS_STATUS
 from workflows.topup import TopUpWorkflow
@@ -666,6 +667,12 @@ async def test_auto_topup_rule_recharges_a_line_under_its_threshold_once(
         execution_timeout=timedelta(minutes=2),
     )
     assert [wf for wf in again if f"/{world.org_id}/" in wf] == []
+    await keep_history(
+        temporal_client.get_workflow_handle(scan_id), "AutoTopUpScanWorkflow", "one_line_under_threshold"
+    )
+    await keep_history(
+        temporal_client.get_workflow_handle(f"{scan_id}-2"), "AutoTopUpScanWorkflow", "nothing_under_threshold"
+    )
     # The worker creates the schedule that runs the scan; creating it twice is harmless.
     await ensure_schedules(temporal_client, topup_settings)
     await ensure_schedules(temporal_client, topup_settings)
