@@ -28,7 +28,7 @@ from domain.models import TopUp
 from infra.db import create_engine, create_sessionmaker
 from infra.processes import ManagedProcess
 from infra.settings import Settings
-from infra.stack import Stack, generated_secrets
+from infra.stack import Stack, with_generated_secrets
 
 # (simulator, operation, mode, expected effect on the top-up)
 FAULT_MENU = [
@@ -224,7 +224,7 @@ async def run_drill(
     stack = Stack.scratch(var)
     if database_url is not None:
         stack.database_url = database_url
-    settings = stack.settings(Settings(snaic_callback_sla_s=20, http_timeout_s=5, **generated_secrets()))
+    settings = stack.settings(with_generated_secrets(Settings(snaic_callback_sla_s=20, http_timeout_s=5)))
     print(f"crash drill: seed={seed} scratch={var}", flush=True)
     try:
         stack.start(settings)

@@ -40,7 +40,7 @@ from domain.models import TopUp
 from infra.db import create_engine, create_sessionmaker
 from infra.processes import free_port
 from infra.settings import Settings
-from infra.stack import Stack, generated_secrets, migrate
+from infra.stack import Stack, migrate, with_generated_secrets
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 APIS = ("api", "api_2")  # the first one is killed
@@ -253,7 +253,7 @@ async def main_async(args: argparse.Namespace) -> ScaleOutcome:
     stack = Stack.scratch(var)
     stack.database_url = database_url
     stack.ports["api_2"] = free_port()
-    settings = stack.settings(Settings(snaic_callback_sla_s=30, http_timeout_s=5, **generated_secrets()))
+    settings = stack.settings(with_generated_secrets(Settings(snaic_callback_sla_s=30, http_timeout_s=5)))
     settings = settings.model_copy(update={"public_base_url": stack.url(APIS[1])})  # SNAIC calls back the survivor
     print(f"scale drill: seed={args.seed} scratch={var} database={make_url(database_url).database}", flush=True)
     try:

@@ -33,7 +33,7 @@ from domain.models import TopUp
 from infra.db import create_engine, create_sessionmaker
 from infra.processes import ManagedProcess
 from infra.settings import Settings
-from infra.stack import Stack, generated_secrets
+from infra.stack import Stack, with_generated_secrets
 from infra.temporal import connect_temporal
 
 
@@ -274,7 +274,7 @@ async def run_bench(stack: Stack, settings: Settings, args: argparse.Namespace) 
 async def main_async(args: argparse.Namespace) -> bool:
     var = Path(tempfile.mkdtemp(prefix="simflow-bench-"))
     stack = Stack.scratch(var)
-    settings = stack.settings(Settings(http_timeout_s=10, **generated_secrets()))
+    settings = stack.settings(with_generated_secrets(Settings(http_timeout_s=10)))
     try:
         stack.start(settings)
         return await run_bench(stack, settings, args)

@@ -29,13 +29,11 @@ def migrate(database_url: str) -> None:
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)  # noqa: S603 - our own interpreter
 
 
-def generated_secrets() -> dict[str, SecretStr]:
-    """Fresh random secrets for a scratch stack (drills, benchmark): its API and workers never run with a
-    published default."""
-    return {
-        name: SecretStr(secrets.token_urlsafe(32))
-        for name in ("jwt_secret", "secrets_key", "snaic_callback_secret", "stripe_webhook_secret")
-    }
+def with_generated_secrets(settings: Settings) -> Settings:
+    """`settings` with fresh random secrets, for a scratch stack (drills, benchmark): its API and workers never
+    run with a published default."""
+    names = ("jwt_secret", "secrets_key", "snaic_callback_secret", "stripe_webhook_secret")
+    return settings.model_copy(update={name: SecretStr(secrets.token_urlsafe(32)) for name in names})
 
 
 @dataclass
@@ -65,7 +63,7 @@ class Stack:
         return f"http://127.0.0.1:{self.ports[name]}"
 
     def settings(self, base: Settings | None = None) -> Settings:
-        """`base` pointed at this stack's processes (secrets are kept from `base`: see `generated_secrets`)."""
+        """`base` pointed at this stack's processes (secrets are kept from `base`: see `with_generated_secrets`)."""
         base = base or Settings()
         return base.model_copy(
             update={
