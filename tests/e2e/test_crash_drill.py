@@ -3,13 +3,13 @@ Temporal dev server, simulators and localstripe, random faults), the worker kill
 top-ups are in flight. Every top-up ends terminal and the money invariants, computed from the outside
 systems, hold. On the PostgreSQL run the drill's database is a PostgreSQL one.
 
-The seed is random per run and printed; replay a run with SIMFLOW_CRASH_DRILL_SEED=<seed>.
+The fault plan comes from a fixed seed, so every landing drills the same faults (the kill moments still vary
+with timing); SIMFLOW_CRASH_DRILL_SEED=<seed> runs another plan.
 """
 
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +19,7 @@ from tests.conftest import _backend, _create_postgres_database, _drop_postgres_d
 
 TOPUPS = 60
 WORKER_KILLS = 3
+DEFAULT_SEED = 181083
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def drill_database_url() -> Iterator[str | None]:
 
 @pytest.mark.timeout(420)
 async def test_topups_survive_worker_sigkills(drill_database_url: str | None) -> None:
-    seed = int(os.environ.get("SIMFLOW_CRASH_DRILL_SEED") or random.randrange(1_000_000))
+    seed = int(os.environ.get("SIMFLOW_CRASH_DRILL_SEED") or DEFAULT_SEED)
     outcome = await run_drill(
         topups=TOPUPS, worker_kills=WORKER_KILLS, server_kills=0, lines=8, seed=seed, database_url=drill_database_url
     )
