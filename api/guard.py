@@ -466,4 +466,4 @@ def install_security(app: FastAPI) -> None:
     _customise_openapi(app)
 
 
-GuardDep = Depends(access_guard)
+GuardDep = Depends(access_guard, scope="function")
