@@ -86,7 +86,7 @@ DATABASE_RETRY_AFTER_S = 5
 
 # The database cannot be reached or cannot serve now (connection refused or lost, server shutting down, too
 # many connections, pool exhausted, SQLite locked or unreadable): the request may succeed later.
-DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     OperationalError,
     InterfaceError,
     PoolTimeoutError,
@@ -109,8 +109,8 @@ def _unique_fields() -> tuple[dict[str, str], dict[tuple[str, frozenset[str]], s
     by_name: dict[str, str] = {}
     by_columns: dict[tuple[str, frozenset[str]], str] = {}
     for table in Base.metadata.tables.values():
-        groups = [c for c in table.constraints if isinstance(c, UniqueConstraint)]
-        groups += [i for i in table.indexes if isinstance(i, Index) and i.unique]
+        groups: list[UniqueConstraint | Index] = [c for c in table.constraints if isinstance(c, UniqueConstraint)]
+        groups += [i for i in table.indexes if i.unique]
         for group in groups:
             columns = list(group.columns)
             if not columns:
@@ -128,7 +128,7 @@ def unique_field(exc: IntegrityError) -> str | None:
     orig = exc.orig
     by_name, by_columns = _unique_fields()
     if getattr(orig, "sqlstate", None) == "23505":  # PostgreSQL unique_violation
-        name = getattr(orig.__cause__, "constraint_name", None) or getattr(orig, "constraint_name", None)
+        name = getattr(getattr(orig, "__cause__", None), "constraint_name", None)
         return by_name.get(str(name)) if name else None
     match = _SQLITE_UNIQUE.search(str(orig))
     if match is None:
@@ -182,8 +182,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         if isinstance(exc, IntegrityError):
             return integrity_conflict(request, exc)
         if isinstance(exc, DATABASE_UNAVAILABLE):
-            return database_unavailable(request, exc)
+            return unavailable_problem(request, exc)
         raise exc
+
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return unavailable_problem(request, exc)
 
     for unavailable in DATABASE_UNAVAILABLE:
         if not issubclass(unavailable, DBAPIError):
@@ -202,7 +205,7 @@ def integrity_conflict(request: Request, exc: IntegrityError) -> JSONResponse:
     return problem(409, f"{field}: {reason}", code="already_exists", errors=[{"field": field, "reason": reason}])
 
 
-async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+def unavailable_problem(request: Request, exc: Exception) -> JSONResponse:
     """503 + Retry-After when the database cannot serve; the body names neither the server nor the error
     (both go to the log)."""
     log.warning("api.database_unavailable", path=request.url.path, error_type=type(exc).__name__, error=str(exc)[:300])

@@ -6,6 +6,7 @@ HTTP, on the session database (SQLite or PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -13,9 +14,13 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 import pytest_asyncio
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.app import create_app
+from api.deps import get_session
 from domain.models import Organisation
 from infra.db import is_sqlite
 from infra.settings import Settings
@@ -75,6 +80,36 @@ async def test_an_organisation_is_usable_by_the_very_next_request(
     await asyncio.gather(*(one_client(ROUNDS // CLIENTS) for _ in range(CLIENTS)))
     assert sum(statuses.values()) == ROUNDS
     assert not failures, f"{len(failures)}/{ROUNDS} next requests failed, e.g. {failures[:3]}; {dict(statuses)}"
+
+
+def _yield_dependencies(dependant: Dependant) -> Iterator[Dependant]:
+    for sub in dependant.dependencies:
+        if inspect.isasyncgenfunction(sub.call) or inspect.isgeneratorfunction(sub.call):
+            yield sub
+        yield from _yield_dependencies(sub)
+
+
+def _route_dependants(settings: Settings) -> Iterator[tuple[str, Dependant]]:
+    """Each API route and portal page with the dependencies it runs (the application's included)."""
+    for context in iter_route_contexts(create_app(settings).routes):
+        if not isinstance(context.original_route, APIRoute):
+            continue
+        effective = context._route_context  # the route as included, with the application's dependencies
+        dependant = effective.dependant if effective is not None else None
+        yield str(context.path), dependant or context.original_route.dependant
+
+
+def test_every_route_ends_its_yield_dependencies_before_the_response(settings: Settings) -> None:
+    """The session (and whatever else a route opens with `yield`) closes before the response is sent, on
+    every API route and portal page: a request-scoped one would commit after the client has its answer."""
+    routes = list(_route_dependants(settings))
+    assert len(routes) > 50
+    late = set()
+    for path, dependant in routes:
+        yielding = list(_yield_dependencies(dependant))
+        assert any(d.call is get_session for d in yielding), path  # the guard opens it on every route
+        late.update(f"{path}: {getattr(d.call, '__name__', d.call)}" for d in yielding if d.scope != "function")
+    assert not late, sorted(late)
 
 
 # --- a write refused at commit time ----------------------------------------------------------------------
