@@ -86,8 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Moteur d'opérations pour opérateurs mobiles en marque blanche.",
         lifespan=lifespan,
-        # Access control of every route, present and future: see api/guard.py.
-        dependencies=[Depends(access_guard)],
+        # Access control of every route, present and future: see api/guard.py. It ends (and writes its
+        # audit entry) inside the request's transaction, before the response is sent.
+        dependencies=[Depends(access_guard, scope="function")],
     )
     install_problem_handlers(app)
     for module in (health, auth, organisations, companies, end_users, offers, sims, snaic, recharges, stripe_webhooks):

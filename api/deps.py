@@ -72,7 +72,11 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
             raise
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# `scope="function"`: the commit runs when the handler returns, before the response is sent. A client that
+# got its answer can read what it wrote, and a commit the database refuses becomes the answer (the default
+# scope of a `yield` dependency would commit after the response has left). Every yield dependency that
+# takes the session must have this scope too (FastAPI refuses otherwise).
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def get_temporal(state: StateDep) -> Client:
@@ -191,7 +195,7 @@ async def principal_from_token(session: AsyncSession, settings: Settings, token:
 
 async def principal_from_api_key(session: AsyncSession, presented: str) -> Principal:
     """Looks the key up by its prefix, compares the hash in constant time. Does not write: the guard
-    records `last_used_at` after the request (a write here would hold SQLite's lock for the request)."""
+    records `last_used_at` once the handler is done (a write here would hold SQLite's lock for the request)."""
     prefix = api_key_lookup_prefix(presented.strip())
     key = None
     if prefix is not None:

@@ -429,6 +429,7 @@ PROBLEM_DESCRIPTIONS = {
     "409": "Conflit",
     "422": "Données invalides",
     "429": "Trop de requêtes (voir Retry-After)",
+    "503": "Base de données momentanément indisponible (voir Retry-After)",
 }
 
 
@@ -466,4 +467,4 @@ def install_security(app: FastAPI) -> None:
     _customise_openapi(app)
 
 
-GuardDep = Depends(access_guard)
+GuardDep = Depends(access_guard, scope="function")

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
+import asyncpg
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.errors import (
@@ -23,6 +29,9 @@ from domain.errors import (
     ValidationFailed,
 )
 from domain.identifiers import InvalidIdentifier
+from domain.models import Base
+
+log = structlog.get_logger()
 
 STATUS_BY_ERROR: dict[type[DomainError], int] = {
     ValidationFailed: 422,
@@ -71,6 +80,66 @@ def problem(
     return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
 
 
+# --- database errors ---------------------------------------------------------------------------------------
+
+DATABASE_RETRY_AFTER_S = 5
+
+# The database cannot be reached or cannot serve now (connection refused or lost, server shutting down, too
+# many connections, pool exhausted, SQLite locked or unreadable): the request may succeed later.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+    OSError,  # asyncpg raises the socket's error (ConnectionRefusedError, TimeoutError…) unwrapped on connect
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.InterfaceError,
+)
+
+_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (?P<columns>[\w.]+(?:, [\w.]+)*)")
+
+
+@cache
+def _unique_fields() -> tuple[dict[str, str], dict[tuple[str, frozenset[str]], str]]:
+    """The API field of every unique constraint of the model, by constraint name (PostgreSQL reports it) and
+    by (table, columns) (SQLite reports those). The field is the constraint's last column (the leading ones
+    scope it: `(org_id, siret)` → `siret`), or the column's `info["api_field"]` when the API names it
+    otherwise."""
+    by_name: dict[str, str] = {}
+    by_columns: dict[tuple[str, frozenset[str]], str] = {}
+    for table in Base.metadata.tables.values():
+        groups: list[UniqueConstraint | Index] = [c for c in table.constraints if isinstance(c, UniqueConstraint)]
+        groups += [i for i in table.indexes if i.unique]
+        for group in groups:
+            columns = list(group.columns)
+            if not columns:
+                continue
+            last = columns[-1]
+            field = str(last.info.get("api_field", last.name))
+            if isinstance(group.name, str):
+                by_name[group.name] = field
+            by_columns[(table.name, frozenset(c.name for c in columns))] = field
+    return by_name, by_columns
+
+
+def unique_field(exc: IntegrityError) -> str | None:
+    """The API field whose unique constraint the database refused, None for another integrity error."""
+    orig = exc.orig
+    by_name, by_columns = _unique_fields()
+    if getattr(orig, "sqlstate", None) == "23505":  # PostgreSQL unique_violation
+        name = getattr(getattr(orig, "__cause__", None), "constraint_name", None)
+        return by_name.get(str(name)) if name else None
+    match = _SQLITE_UNIQUE.search(str(orig))
+    if match is None:
+        return None
+    qualified = [part.strip().split(".", 1) for part in match["columns"].split(",")]
+    tables = {parts[0] for parts in qualified if len(parts) == 2}
+    if len(tables) != 1:
+        return None
+    return by_columns.get((tables.pop(), frozenset(parts[1] for parts in qualified)))
+
+
 def _location_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
     return ".".join(parts) or "body"
@@ -106,8 +175,43 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(exc.status_code, str(exc.detail), code=f"http_{exc.status_code}", headers=exc.headers)
 
     @app.exception_handler(DBAPIError)
-    async def database_error(_: Request, exc: DBAPIError) -> JSONResponse:
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
         # A NUL character in a query parameter or form field (SQLSTATE 22021 on PostgreSQL) is bad input.
         if getattr(exc.orig, "sqlstate", None) == "22021":
             return problem(422, "caractère interdit (NUL) dans la requête", code="invalid_characters")
+        if isinstance(exc, IntegrityError):
+            return integrity_conflict(request, exc)
+        if isinstance(exc, DATABASE_UNAVAILABLE):
+            return unavailable_problem(request, exc)
         raise exc
+
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return unavailable_problem(request, exc)
+
+    for unavailable in DATABASE_UNAVAILABLE:
+        if not issubclass(unavailable, DBAPIError):
+            app.add_exception_handler(unavailable, database_unavailable)
+
+
+def integrity_conflict(request: Request, exc: IntegrityError) -> JSONResponse:
+    """A write the database refused because of another one (two creates of one unique value at the same
+    moment, a row removed meanwhile): 409, naming the field when it is a unique value. Raised at flush or at
+    commit, which both happen before the response (see `api.deps.SessionDep`)."""
+    field = unique_field(exc)
+    log.info("api.integrity_conflict", path=request.url.path, field=field, error=str(exc.orig)[:300])
+    if field is None:
+        return problem(409, "conflit avec une modification concurrente : réessayez", code="conflict")
+    reason = "valeur déjà utilisée"
+    return problem(409, f"{field}: {reason}", code="already_exists", errors=[{"field": field, "reason": reason}])
+
+
+def unavailable_problem(request: Request, exc: Exception) -> JSONResponse:
+    """503 + Retry-After when the database cannot serve; the body names neither the server nor the error
+    (both go to the log)."""
+    log.warning("api.database_unavailable", path=request.url.path, error_type=type(exc).__name__, error=str(exc)[:300])
+    return problem(
+        503,
+        "service momentanément indisponible : réessayez dans quelques secondes",
+        code="service_unavailable",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
