@@ -147,6 +147,8 @@ class TopUpInput(Contract):
     article_code: str
     article_label: str
     snaic_callback_sla_s: int = 900
+    # How long a charge whose outcome is unknown is retried under its key before the refund settles it.
+    charge_window_s: int = 600
 
 
 class TopUpReceipt(Contract):

@@ -369,7 +369,7 @@ class TopUpWorkflow:
                     request,
                     ChargeOutcome,
                     retry=policies.CHARGE_RETRY,
-                    schedule_to_close=policies.CHARGE_SCHEDULE_TO_CLOSE,
+                    schedule_to_close=timedelta(seconds=data.charge_window_s),
                 )
             elif data.payment_method == "wallet":
                 outcome = await self._act(
@@ -393,7 +393,7 @@ class TopUpWorkflow:
                     ),
                     ExternalCallResult,
                     retry=policies.CHARGE_RETRY,
-                    schedule_to_close=policies.CHARGE_SCHEDULE_TO_CLOSE,
+                    schedule_to_close=timedelta(seconds=data.charge_window_s),
                 )
                 outcome = ChargeOutcome(
                     payment_status="on_account",
