@@ -99,14 +99,15 @@ def stripe_facts(
     localstripe_url: str,
     api_key: str,
     *,
-    topup_ids: set[str],
+    topup_ids: set[str] | None = None,
     org_ids: set[str] | None = None,
     customers: set[str] | None = None,
 ) -> StripeFacts:
     """Straight from localstripe: the amount of each succeeded charge (the Charge's, else the
     PaymentIntent's) and of each succeeded refund. A succeeded PaymentIntent is stray when it names no
     top-up of ours (`topup_ids`) while it is in scope: its customer is one of `customers` or its metadata
-    names one of `org_ids` (everything when `org_ids` is None)."""
+    names one of `org_ids` (everything when `org_ids` is None). Without `topup_ids`, any PaymentIntent that
+    names a top-up counts for it."""
     facts = StripeFacts()
     with httpx.Client(base_url=localstripe_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30) as http:
         intents = {pi["id"]: pi for pi in list_all(http, "/v1/payment_intents")}
@@ -116,7 +117,7 @@ def stripe_facts(
                 continue
             metadata = intent.get("metadata") or {}
             topup_id = metadata.get("topup_id")
-            if topup_id in topup_ids:
+            if topup_id and (topup_ids is None or topup_id in topup_ids):
                 facts.charges[topup_id] += 1
                 facts.charged_minor[topup_id] += _charged_amount(intent, charges)
                 continue
