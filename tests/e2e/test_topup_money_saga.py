@@ -231,6 +231,46 @@ async def test_saved_card_changed_before_the_charge_retry_charges_the_first_card
     await assert_invariants(money_settings, world, localstripe_url, ocs_base_url)
 
 
+async def test_idempotency_error_on_the_charge_retry_is_an_unknown_outcome_refunded(
+    http: httpx.AsyncClient,
+    money_settings: Settings,
+    localstripe_url: str,
+    ocs_base_url: str,
+    stripe_url: str,
+) -> None:
+    world = await build_world(money_settings)
+    line_id = await provision_line(world)
+    headers = await headers_for(http, world)
+    # The confirmation is held, then applied and its answer lost. Meanwhile Stripe forgets the key and another
+    # request takes it: the retry's create gets `idempotency_error`, though the first attempt charged.
+    fault(stripe_url, "confirm_payment_intent", "lost_response", latency_ms=2000)
+    submitted = asyncio.create_task(recharge(http, headers, line_id, "card"))
+
+    def created() -> dict[str, Any] | None:
+        calls = httpx.get(f"{stripe_url}/_sim/calls", params={"op": "create_payment_intent"}).json()
+        return next((c for c in calls if c["request"].get("metadata[org_id]") == world.org_id), None)
+
+    first = await wait_for(created, what="the PaymentIntent is created")
+    httpx.post(f"{stripe_url}/_sim/idempotency/expire").raise_for_status()
+    other = httpx.post(
+        f"{stripe_url}/v1/payment_intents",
+        data={"amount": "1", "currency": "eur", "customer": first["request"]["customer"]},
+        headers={
+            "Authorization": f"Bearer {money_settings.stripe_secret_key.get_secret_value()}",
+            "Idempotency-Key": first["idempotency_key"],
+        },
+    )
+    assert other.status_code == 200, other.text
+    receipt = (await submitted).json()
+
+    final = await wait_terminal(http, headers, receipt["recharge_id"], timeout_s=60)
+    assert final["status"] == "refunded", final
+    [charged] = intents_of(localstripe_url, money_settings, receipt["recharge_id"])
+    assert charged["status"] == "succeeded"
+    assert refunded_minor(localstripe_url, money_settings, charged["id"]) == 100
+    await assert_invariants(money_settings, world, localstripe_url, ocs_base_url)
+
+
 # --- 4. a SNAIC option that completes after the SLA -------------------------------------------------
 
 
