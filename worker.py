@@ -88,7 +88,7 @@ async def build_worker(settings: Settings, client: Client) -> AsyncIterator[Work
             PaymentActivities(stripe_gateway, sessionmaker),
             LedgerActivities(sessionmaker),
             TopUpActivities(sessionmaker, snaic, cfast),
-            RuleActivities(sessionmaker, ocs, settings.snaic_callback_sla_s),
+            RuleActivities(sessionmaker, ocs, settings.snaic_callback_sla_s, settings.topup_charge_window_s),
             # SIM lifecycle
             InventoryActivities(sessionmaker),
             ProvisioningActivities(snaic, ocs, cfast),

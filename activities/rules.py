@@ -16,10 +16,17 @@ from workflows import activity_names as names
 
 
 class RuleActivities:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], ocs: OcsClient, snaic_sla_s: int) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        ocs: OcsClient,
+        snaic_sla_s: int,
+        charge_window_s: int = 600,
+    ) -> None:
         self._sessionmaker = sessionmaker
         self._ocs = ocs
         self._snaic_sla_s = snaic_sla_s
+        self._charge_window_s = charge_window_s
 
     @activity.defn(name=names.RULES_PREPARE_AUTO_TOPUPS)
     async def prepare_auto_topups(self, data: AutoTopUpScan) -> AutoTopUpStarted:
@@ -52,5 +59,14 @@ class RuleActivities:
                 article = await session.get(CatalogueArticle, topup.article_id)
                 sim = await session.get(SimCard, line.sim_id) if line.sim_id else None
             assert article is not None
-            started.inputs.append(topup_input(topup, line, article, sim.iccid if sim else None, self._snaic_sla_s))
+            started.inputs.append(
+                topup_input(
+                    topup,
+                    line,
+                    article,
+                    sim.iccid if sim else None,
+                    self._snaic_sla_s,
+                    charge_window_s=self._charge_window_s,
+                )
+            )
         return started

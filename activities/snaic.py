@@ -1,11 +1,19 @@
-"""SNAIC side effects of top-ups: the one-off option order, and reading an order's result."""
+"""SNAIC side effects of top-ups: the one-off option order, reading an order's result, and cancelling the
+option of a top-up that is refunded."""
 
 from __future__ import annotations
 
 from temporalio import activity
 
 from activities._errors import external_call
-from domain.contracts import SnaicOptionRequest, SnaicOrderAccepted, SnaicOrderPoll, SnaicOrderUpdate
+from domain.contracts import (
+    ExternalCallResult,
+    SnaicOptionCancel,
+    SnaicOptionRequest,
+    SnaicOrderAccepted,
+    SnaicOrderPoll,
+    SnaicOrderUpdate,
+)
 from integrations.snaic import SnaicClient
 from workflows import activity_names as names
 
@@ -41,4 +49,17 @@ class SnaicActivities:
             status=order.status,
             reason=order.reason,
             reference=order.reference,
+        )
+
+    @activity.defn(name=names.SNAIC_CANCEL_ONE_OFF_OPTION)
+    async def cancel_one_off_option(self, data: SnaicOptionCancel) -> ExternalCallResult:
+        """Compensation: the option ordered under `reference` gives no data; a no-op when SNAIC has none."""
+        async with external_call():
+            option = await self._client.cancel_one_off_option(
+                data.snaic_line_id, reference=data.reference, idempotency_key=data.idempotency_key
+            )
+        return ExternalCallResult(
+            object_id=option.order_id if option is not None else "",
+            sent=data.model_dump(exclude={"idempotency_key"}),
+            answer=option.model_dump(mode="json") if option is not None else {"option": None},
         )

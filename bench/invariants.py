@@ -1,13 +1,15 @@
 """Money invariants of top-ups (SPEC §7, I1–I6), computed from what the outside systems actually hold:
-localstripe's PaymentIntents and refunds, the OCS simulator's balances and call records, CFAST's
-one-off articles, and our wallet ledger — never from our own status column alone.
+localstripe's PaymentIntents, charges and refunds (with Stripe's amounts), the OCS simulator's balances and
+call records, CFAST's one-off articles, and our wallet ledger — never from our own status column or amounts.
 
 - I1 every top-up is in a terminal state (completed | refunded | failed | needs_attention)
 - I2 at most one successful charge per top-up
 - I3 at most one OCS credit per top-up
 - I4 at most one refund per top-up, and a refunded top-up keeps no credit
 - I5 never charged ∧ ¬credited ∧ ¬refunded in a terminal state (needs_attention is reported, not excused)
-- I6 Σcharged − Σrefunded = Σ(credited top-up amounts), to the cent, per organisation
+- I6 Σcharged − Σrefunded = Σ(credited top-up amounts), to the cent, per organisation, with the amounts
+  the paying system reports; a top-up charged another amount than its own, or refunded in part, is flagged
+- stray: a succeeded PaymentIntent of a customer in scope that belongs to no top-up
 - audit: a completed top-up has exactly one charge row in the audit log, a refunded one exactly one
   refund row (or a staff confirmation); no money movement is audited twice
 """
@@ -23,11 +25,12 @@ from sqlalchemy import select
 
 from domain.enums import TOPUP_TERMINAL_STATUSES as TERMINAL
 from domain.enums import PaymentMethod
-from domain.models import AuditLog, Line, TopUp, WalletEntry
+from domain.models import AuditLog, Company, EndUser, Line, TopUp, WalletEntry
 from infra.db import create_engine, create_sessionmaker
 
 MANUAL_REFUND = "topup.refund_confirmed_manually"
 MONEY_AUDIT_ACTIONS = ("topup.charge", "topup.refund", MANUAL_REFUND)
+PAID_BY = {"card": "Stripe charged", "wallet": "the wallet was debited", "account": "CFAST billed"}
 
 
 @dataclass
@@ -39,6 +42,8 @@ class TopUpFacts:
     amount_minor: int
     charges: int = 0
     refunds: int = 0
+    charged_minor: int = 0  # as the paying system reports it (Stripe, the wallet ledger, CFAST)
+    refunded_minor: int = 0
     credits_applied: int = 0
     credit_kept: bool = False
     manual_refund: bool = False
@@ -64,7 +69,7 @@ class InvariantReport:
         return f"topups={self.topups} {statuses} invariants={verdict}"
 
 
-def _list_all(http: httpx.Client, path: str) -> list[dict[str, Any]]:
+def list_all(http: httpx.Client, path: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     after: str | None = None
     while True:
@@ -78,22 +83,67 @@ def _list_all(http: httpx.Client, path: str) -> list[dict[str, Any]]:
         after = page["data"][-1]["id"]
 
 
-def stripe_facts(localstripe_url: str, api_key: str) -> tuple[dict[str, int], dict[str, int]]:
-    """Succeeded charges and succeeded refunds per top-up id, straight from localstripe."""
-    charges: dict[str, int] = defaultdict(int)
-    refunds: dict[str, int] = defaultdict(int)
+@dataclass
+class StripeFacts:
+    """What Stripe holds, per top-up id: succeeded charges and refunds, with Stripe's own amounts; and the
+    succeeded PaymentIntents of the customers in scope that belong to no top-up."""
+
+    charges: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    charged_minor: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    refunds: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    refunded_minor: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    stray: list[dict[str, Any]] = field(default_factory=list)
+
+
+def stripe_facts(
+    localstripe_url: str,
+    api_key: str,
+    *,
+    topup_ids: set[str] | None = None,
+    org_ids: set[str] | None = None,
+    customers: set[str] | None = None,
+) -> StripeFacts:
+    """Straight from localstripe: the amount of each succeeded charge (the Charge's, else the
+    PaymentIntent's) and of each succeeded refund. A succeeded PaymentIntent is stray when it names no
+    top-up of ours (`topup_ids`) while it is in scope: its customer is one of `customers` or its metadata
+    names one of `org_ids` (everything when `org_ids` is None). Without `topup_ids`, any PaymentIntent that
+    names a top-up counts for it."""
+    facts = StripeFacts()
     with httpx.Client(base_url=localstripe_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30) as http:
-        intents = {pi["id"]: pi for pi in _list_all(http, "/v1/payment_intents")}
+        intents = {pi["id"]: pi for pi in list_all(http, "/v1/payment_intents")}
+        charges = {ch["id"]: ch for ch in list_all(http, "/v1/charges")}
         for intent in intents.values():
-            topup_id = (intent.get("metadata") or {}).get("topup_id")
-            if topup_id and intent.get("status") == "succeeded":
-                charges[topup_id] += 1
-        for refund in _list_all(http, "/v1/refunds"):
-            refunded_intent = intents.get(refund.get("payment_intent") or "")
+            if intent.get("status") != "succeeded":
+                continue
+            metadata = intent.get("metadata") or {}
+            topup_id = metadata.get("topup_id")
+            if topup_id and (topup_ids is None or topup_id in topup_ids):
+                facts.charges[topup_id] += 1
+                facts.charged_minor[topup_id] += _charged_amount(intent, charges)
+                continue
+            in_scope = (
+                org_ids is None or metadata.get("org_id") in org_ids or intent.get("customer") in (customers or set())
+            )
+            if in_scope:
+                facts.stray.append(intent)
+        for refund in list_all(http, "/v1/refunds"):
+            intent_id = refund.get("payment_intent") or (charges.get(refund.get("charge") or "") or {}).get(
+                "payment_intent"
+            )
+            refunded_intent = intents.get(intent_id or "")
             topup_id = (refunded_intent.get("metadata") or {}).get("topup_id") if refunded_intent else None
             if topup_id and refund.get("status") == "succeeded":
-                refunds[topup_id] += 1
-    return charges, refunds
+                facts.refunds[topup_id] += 1
+                facts.refunded_minor[topup_id] += int(refund.get("amount") or 0)
+    return facts
+
+
+def _charged_amount(intent: dict[str, Any], charges: dict[str, dict[str, Any]]) -> int:
+    latest = intent.get("latest_charge")
+    charge = charges.get(latest if isinstance(latest, str) else (latest or {}).get("id", ""))
+    if charge is not None and charge.get("status") == "succeeded":
+        return int(charge.get("amount_captured") or charge["amount"])
+    return int(intent.get("amount_received") or intent["amount"])
 
 
 def ocs_facts(ocs_base_url: str, tenant: str, accounts: set[str]) -> tuple[dict[str, int], set[str]]:
@@ -117,9 +167,9 @@ def ocs_facts(ocs_base_url: str, tenant: str, accounts: set[str]) -> tuple[dict[
     return applied, kept
 
 
-def cfast_facts(cfast_url: str, service_ids: set[str]) -> dict[str, tuple[int, int]]:
-    """Per top-up reference: (billed articles with a price, cancelled ones)."""
-    facts: dict[str, tuple[int, int]] = {}
+def cfast_facts(cfast_url: str, service_ids: set[str]) -> dict[str, tuple[int, int, int, int]]:
+    """Per top-up reference: (billed articles with a price, cancelled ones, billed amount, cancelled amount)."""
+    facts: dict[str, tuple[int, int, int, int]] = {}
     with httpx.Client(base_url=cfast_url, timeout=30) as http:
         for service_id in service_ids:
             response = http.get(f"/services/{service_id}")
@@ -128,8 +178,15 @@ def cfast_facts(cfast_url: str, service_ids: set[str]) -> dict[str, tuple[int, i
             for article in response.raise_for_status().json().get("oneOffArticles", []):
                 if article.get("unitPrice", 0) <= 0:
                     continue
-                billed, cancelled = facts.get(article["reference"], (0, 0))
-                facts[article["reference"]] = (billed + 1, cancelled + (article.get("status") == "cancelled"))
+                amount = int(article["unitPrice"]) * int(article.get("quantity") or 1)
+                cancelled = article.get("status") == "cancelled"
+                billed, n_cancelled, billed_minor, cancelled_minor = facts.get(article["reference"], (0, 0, 0, 0))
+                facts[article["reference"]] = (
+                    billed + 1,
+                    n_cancelled + cancelled,
+                    billed_minor + amount,
+                    cancelled_minor + (amount if cancelled else 0),
+                )
     return facts
 
 
@@ -156,6 +213,20 @@ async def check_invariants(
                     await session.execute(select(Line).where(Line.id.in_({t.line_id for t in topups})))
                 ).scalars()
             }
+            scope_customers: set[str] = set()
+            if org_ids is not None:
+                for model in (Company, EndUser):
+                    scope_customers.update(
+                        c
+                        for c in (
+                            await session.execute(
+                                select(model.stripe_customer_id).where(
+                                    model.org_id.in_(org_ids), model.stripe_customer_id.is_not(None)
+                                )
+                            )
+                        ).scalars()
+                        if c
+                    )
             entries = list(
                 (
                     await session.execute(
@@ -173,14 +244,22 @@ async def check_invariants(
     finally:
         await engine.dispose()
 
-    charges, refunds = stripe_facts(localstripe_url, stripe_api_key)
+    stripe = stripe_facts(
+        localstripe_url,
+        stripe_api_key,
+        topup_ids={t.id for t in topups},
+        org_ids=org_ids,
+        customers=scope_customers,
+    )
     applied, kept = ocs_facts(
         ocs_base_url, ocs_tenant, {line.ocs_account for line in lines.values() if line.ocs_account}
     )
     cfast = cfast_facts(cfast_url, {line.cfast_service_id for line in lines.values() if line.cfast_service_id})
     wallet_by_ref: dict[str, int] = defaultdict(int)
+    wallet_minor_by_ref: dict[str, int] = defaultdict(int)
     for entry in entries:
         wallet_by_ref[entry.reference] += 1
+        wallet_minor_by_ref[entry.reference] += abs(entry.amount_minor)
 
     audit_counts: dict[tuple[str, str], int] = defaultdict(int)
     for target, action in audited:
@@ -199,20 +278,31 @@ async def check_invariants(
         facts.audited_refunds = audit_counts[(target, "topup.refund")]
         facts.audited_manual = audit_counts[(target, MANUAL_REFUND)]
         if topup.payment_method is PaymentMethod.CARD:
-            facts.charges, facts.refunds = charges.get(topup.id, 0), refunds.get(topup.id, 0)
+            facts.charges, facts.refunds = stripe.charges.get(topup.id, 0), stripe.refunds.get(topup.id, 0)
+            facts.charged_minor = stripe.charged_minor.get(topup.id, 0)
+            facts.refunded_minor = stripe.refunded_minor.get(topup.id, 0)
         elif topup.payment_method is PaymentMethod.WALLET:
             facts.charges = wallet_by_ref.get(f"{topup.workflow_id}:charge", 0)
             facts.refunds = wallet_by_ref.get(f"{topup.workflow_id}:refund", 0)
+            facts.charged_minor = wallet_minor_by_ref.get(f"{topup.workflow_id}:charge", 0)
+            facts.refunded_minor = wallet_minor_by_ref.get(f"{topup.workflow_id}:refund", 0)
         else:
-            facts.charges, facts.refunds = cfast.get(f"topup:{topup.id}", (0, 0))
+            billed = cfast.get(f"topup:{topup.id}", (0, 0, 0, 0))
+            facts.charges, facts.refunds, facts.charged_minor, facts.refunded_minor = billed
         if facts.manual_refund and facts.refunds == 0:
             facts.refunds = 1  # confirmed by staff: made outside the systems we can read
+            facts.refunded_minor = facts.charged_minor
         _check_one(facts, report)
         report.by_status[facts.status] = report.by_status.get(facts.status, 0) + 1
         m = money[facts.org_id]
-        m["charged"] += facts.amount_minor * facts.charges
-        m["refunded"] += facts.amount_minor * facts.refunds
+        m["charged"] += facts.charged_minor
+        m["refunded"] += facts.refunded_minor
         m["credited"] += facts.amount_minor if facts.credit_kept else 0
+    for intent in stripe.stray:
+        report.violations.append(
+            f"stray PaymentIntent {intent['id']} ({intent.get('amount')} {intent.get('currency')}, customer "
+            f"{intent.get('customer')}): succeeded, belongs to no top-up"
+        )
     for org_id, m in money.items():
         if m["charged"] - m["refunded"] != m["credited"]:
             report.violations.append(
@@ -241,6 +331,10 @@ def _check_one(f: TopUpFacts, report: InvariantReport) -> None:
         v.append(f"status {tag}: completed but charges={f.charges} kept={f.credit_kept} refunds={f.refunds}")
     if f.status == "failed" and f.charges - f.refunds != 0:
         v.append(f"status {tag}: failed but money was kept")
+    if f.charges == 1 and f.charged_minor != f.amount_minor:
+        v.append(f"amount {tag}: {PAID_BY[f.method]} {f.charged_minor}, the top-up's amount is {f.amount_minor}")
+    if f.refunds and f.refunded_minor != f.charged_minor:
+        v.append(f"amount {tag}: refunded {f.refunded_minor} of {f.charged_minor} charged")
     if max(f.audited_charges, f.audited_refunds, f.audited_manual) > 1:
         v.append(f"audit {tag}: {f.audited_charges} charge, {f.audited_refunds} refund rows, {f.audited_manual} manual")
     if f.status == "completed" and f.audited_charges != 1:

@@ -147,6 +147,8 @@ class TopUpInput(Contract):
     article_code: str
     article_label: str
     snaic_callback_sla_s: int = 900
+    # How long a charge whose outcome is unknown is retried under its key before the refund settles it.
+    charge_window_s: int = 600
 
 
 class TopUpReceipt(Contract):
@@ -170,12 +172,25 @@ class TopUpResolution(Contract):
     actor: str
 
 
+class ResolvePayer(Contract):
+    topup_id: str
+
+
+class CardPayer(Contract):
+    """The Stripe customer and saved card that pay a top-up, fixed once before the first charge attempt so
+    that every retry (and the refund's search for the charge) uses the same ones."""
+
+    customer_id: str
+    payment_method_id: str
+
+
 class ChargeRequest(Contract):
     topup_id: str
     idempotency_key: str
     amount_minor: int
     currency: str
     description: str
+    payer: CardPayer | None = None  # None: read from the top-up's payer at each attempt (older workflows)
 
 
 class ChargeOutcome(Contract):
@@ -191,6 +206,7 @@ class RefundRequest(Contract):
     payment_reference: str
     amount_minor: int
     currency: str
+    payer: CardPayer | None = None
 
 
 class RefundOutcome(Contract):
@@ -247,6 +263,12 @@ class SnaicOrderAccepted(Contract):
 
 class SnaicOrderPoll(Contract):
     order_id: str
+
+
+class SnaicOptionCancel(Contract):
+    snaic_line_id: str
+    reference: str
+    idempotency_key: str
 
 
 class CfastArticleRequest(Contract):

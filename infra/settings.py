@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     webhook_retry_initial_s: float = 30.0
 
     snaic_callback_sla_s: int = 900
+    # How long a top-up's charge (card, or CFAST on account) is retried under its key when its outcome is unknown.
+    topup_charge_window_s: int = 600
     topup_submit_timeout_s: float = 30.0
     auto_topup_scan_s: int = 300
     # How often the OCS is read for the first usage of SIMs `ready_for_activation` (`first-usage-scan`).

@@ -87,9 +87,10 @@ class SnaicOneOffOption(_Model):
     unit_purchase_price: int
     purchase_price: int
     reference: str
-    status: Literal["pending", "active", "rejected"]
+    status: Literal["pending", "active", "rejected", "cancelled"]
     order_id: str
     activated_at: datetime | None = None
+    cancelled_at: datetime | None = None
 
 
 class SnaicLine(_Model):
@@ -212,6 +213,24 @@ class SnaicClient:
         """Orders a one-off option (data recharge) on an active line; `reference` is unique per line."""
         payload = {"option_code": option_code, "quantity": quantity, "reference": reference}
         return await self._order(f"/lines/{_seg(line_id)}/one-off-options", payload, idempotency_key)
+
+    async def cancel_one_off_option(
+        self, line_id: str, *, reference: str, idempotency_key: str
+    ) -> SnaicOneOffOption | None:
+        """Cancels the one-off option ordered under `reference` (pending or active): it will not (or no
+        longer) give data. Idempotent; None when the line has no option under that reference."""
+        try:
+            body = await request_json(
+                self._http,
+                SYSTEM,
+                "POST",
+                f"/lines/{_seg(line_id)}/one-off-options/cancel",
+                json={"reference": reference},
+                idempotency_key=idempotency_key,
+            )
+        except NotFoundError:
+            return None
+        return SnaicOneOffOption.model_validate(body)
 
     # --- reads ---
 

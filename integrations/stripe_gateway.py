@@ -239,26 +239,33 @@ class StripeGateway:
             options={"idempotency_key": f"{idempotency_key}:create"},
         )
 
-    async def find_charge(
-        self,
-        customer_id: str,
-        payment_method_id: str,
-        amount_minor: int,
-        currency: str,
-        idempotency_key: str,
-        metadata: Mapping[str, str] | None = None,
-    ) -> PaymentResult | None:
-        """The charge made by `charge_off_session` under `idempotency_key`, if it succeeded. Replays the
-        create step with the same key (Stripe answers with the stored PaymentIntent; if none was ever
-        created, an unconfirmed one that charges nothing), then reads its current state."""
+    async def find_charge(self, customer_id: str, topup_id: str) -> PaymentResult | None:
+        """The succeeded charge of a top-up, found among the customer's PaymentIntents by the `topup_id`
+        in their metadata (what `charge_off_session` sets). None only when the listing shows that none of
+        them succeeded; one still `processing` raises TransientError (ask again later). Never replays the
+        create: once Stripe has forgotten the key (24 h), that would make a new, unconfirmed PaymentIntent
+        and hide the charge."""
+        pending: str | None = None
         try:
-            created = await self._create_intent(
-                customer_id, payment_method_id, amount_minor, currency, idempotency_key, metadata
-            )
-            intent = await self._client.v1.payment_intents.retrieve_async(created.id)
+            params: dict[str, Any] = {"customer": customer_id, "limit": 100}
+            while True:
+                page = await self._client.v1.payment_intents.list_async(params=params)  # type: ignore[arg-type]
+                for intent in page.data:
+                    held: dict[str, Any] = intent.metadata.to_dict() if intent.metadata else {}
+                    if held.get("topup_id") != topup_id:
+                        continue
+                    if intent.status == "succeeded":
+                        return _payment_result(intent)
+                    if intent.status == "processing":
+                        pending = intent.id
+                if not page.has_more or not page.data:
+                    break
+                params["starting_after"] = page.data[-1].id
         except stripe.StripeError as exc:
             _raise_mapped(exc)
-        return _payment_result(intent) if intent.status == "succeeded" else None
+        if pending is not None:
+            raise TransientError(SYSTEM, "payment_processing", f"payment {pending} of top-up {topup_id} is processing")
+        return None
 
     async def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentResult:
         try:

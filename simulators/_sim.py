@@ -27,7 +27,7 @@ class FaultMode(StrEnum):
     ERROR = "error"  # 503, nothing applied: a retryable server failure
     REJECT = "reject"  # 422, nothing applied: a business refusal, not retryable
     TIMEOUT = "timeout"  # hangs `latency_ms` (default 30 s) then 504, nothing applied
-    LOST_RESPONSE = "lost_response"  # the effect is applied, then the connection drops
+    LOST_RESPONSE = "lost_response"  # held `latency_ms` (default 0), the effect applied, then the connection drops
     LATENCY = "latency"  # waits `latency_ms`, then behaves normally
 
 
@@ -146,6 +146,10 @@ class Simulator:
         if fault.mode is FaultMode.LATENCY:
             await asyncio.sleep(fault.latency_ms / 1000)
             return None
+        if fault.mode is FaultMode.LOST_RESPONSE:
+            # Held `latency_ms` (default 0) before the effect: a slow call whose answer is then lost.
+            await asyncio.sleep(fault.latency_ms / 1000)
+            return fault
         if fault.mode is FaultMode.TIMEOUT:
             await asyncio.sleep((fault.latency_ms or self.default_timeout_ms) / 1000)
         return fault

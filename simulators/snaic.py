@@ -18,6 +18,10 @@ Routes:
 - `POST /lines/{line_id}/one-off-options` [add_one_off_option] `{option_code, quantity, reference}` (data
   recharge, line active); 409 `duplicate_reference` (with `order_id`) when a non-rejected option of the
   line already has that reference.
+- `POST /lines/{line_id}/one-off-options/cancel` [cancel_one_off_option] `{reference}`: cancels the option
+  ordered under that reference, pending or active (synchronous, 200 with the option, status `cancelled`;
+  again: the same answer); a pending order ends `rejected` (reason `cancelled`) and never activates it.
+  404 when the line has no such option (or only a rejected one).
 - `GET /lines/{line_id}` [get_line]: status, offers (active, pending, ended) and one-off options with
   purchase prices; `GET /lines?msisdn=&iccid=&status=` [list_lines] → `{"lines": [...]}`.
 - `GET /orders/{order_id}` [get_order]: `status` pending | completed | rejected, `reason`.
@@ -195,6 +199,10 @@ class OneOffOptionIn(_In):
     reference: Reference
 
 
+class CancelOptionIn(_In):
+    reference: Reference
+
+
 class SnaicConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -244,10 +252,11 @@ class OneOffOption(BaseModel):
     unit_purchase_price: int
     purchase_price: int
     reference: str
-    status: Literal["pending", "active", "rejected"] = "pending"
+    status: Literal["pending", "active", "rejected", "cancelled"] = "pending"
     order_id: str
     requested_at: datetime
     activated_at: datetime | None = None
+    cancelled_at: datetime | None = None
 
 
 class Line(BaseModel):
@@ -281,6 +290,10 @@ class Order(BaseModel):
     request: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     completed_at: datetime | None = None
+
+    @property
+    def settled(self) -> bool:
+        return self.status != "pending"
 
     def ack(self) -> dict[str, Any]:
         return {"order_id": self.order_id, "line_id": self.line_id, "type": self.type, "status": self.status}
@@ -372,6 +385,9 @@ class SnaicSimulator:
         extra_ms = fault.latency_ms if fault is not None and mode is FaultMode.LATENCY else 0
         delay_ms = self.config.completion_delay_ms + extra_ms
         await asyncio.sleep(delay_ms / 1000)
+        if order.settled:  # cancelled meanwhile: nothing left to complete
+            self.sim.record(op, key=None, applied=False, status_code=409, request=order.ack(), fault=mode)
+            return
         if mode is FaultMode.REJECT:
             self._finish(order, rejected="rejected_by_supplier")
         elif mode is FaultMode.ERROR:
@@ -594,6 +610,24 @@ class SnaicSimulator:
         )
         return 202, order.ack()
 
+    def cancel_one_off_option(self, line_id: str, data: CancelOptionIn) -> tuple[int, Any]:
+        """Cancels the option ordered under `reference`, pending or active; cancelling it again answers the
+        same. A pending order ends `rejected` (reason `cancelled`) and never activates the option."""
+        line = self.state.line(line_id)
+        options = [o for o in line.options if o.reference == data.reference and o.status != "rejected"]
+        if not options:
+            raise not_found("option", data.reference)
+        option = options[-1]
+        if option.status != "cancelled":
+            option.status = "cancelled"
+            option.cancelled_at = _now()
+            order = self.state.orders.get(option.order_id)
+            if order is not None and order.status == "pending":
+                order.status = "rejected"
+                order.reason = "cancelled"
+                order.completed_at = option.cancelled_at
+        return 200, option.model_dump(mode="json")
+
     def list_lines(self, query: dict[str, str]) -> tuple[int, Any]:
         lines = [
             line.view()
@@ -741,6 +775,15 @@ def create_app() -> FastAPI:
             request,
             "add_one_off_option",
             lambda d: snaic.add_one_off_option(line_id, parse(OneOffOptionIn, d)),
+            path={"line_id": line_id},
+        )
+
+    @app.post("/lines/{line_id}/one-off-options/cancel")
+    async def cancel_one_off_option(request: Request, line_id: str) -> Response:
+        return await handle(
+            request,
+            "cancel_one_off_option",
+            lambda d: snaic.cancel_one_off_option(line_id, parse(CancelOptionIn, d)),
             path={"line_id": line_id},
         )
 

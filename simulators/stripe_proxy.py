@@ -15,9 +15,12 @@ Fault ops are named from method and path: `POST /v1/payment_intents` → `create
 `retrieve_refund`, `GET /v1/customers` → `list_customers`. Faults: `error` → 500 `api_error`, `reject` →
 402 `card_error`, `timeout` → hangs then 504, `lost_response` → forwarded and stored under its key, then
 the connection drops (a retry with the key gets the stored answer: no second PaymentIntent).
+`POST /_sim/idempotency/expire` forgets every stored key, as Stripe does 24 h after a key's first use.
 
-One localstripe gap is bridged: its confirm endpoint refuses `off_session` (every confirm we send is
-off-session), so that parameter is dropped before forwarding; the call record keeps what was sent.
+Two localstripe gaps are bridged: its confirm endpoint refuses `off_session` (every confirm we send is
+off-session), so that parameter is dropped before forwarding (the call record keeps what was sent); and its
+PaymentIntent list refuses the `customer` filter, so `GET /v1/payment_intents?customer=` is answered here
+from the full upstream list.
 """
 
 from __future__ import annotations
@@ -142,6 +145,12 @@ class IdempotencyStore:
     def put(self, scope: tuple[str, str], answer: StoredAnswer) -> None:
         self._answers[scope] = answer
 
+    def expire(self) -> int:
+        """Forgets every stored answer, as Stripe does 24 h after a key's first use; returns how many."""
+        forgotten = len(self._answers)
+        self._answers.clear()
+        return forgotten
+
 
 def _form_params(body: bytes) -> list[tuple[str, str]]:
     try:
@@ -194,6 +203,11 @@ def create_app(upstream: str | None = None) -> FastAPI:
     app.state.idempotency = store
     sim.install(app, on_reset=reset)
 
+    @app.post("/_sim/idempotency/expire")
+    async def expire_idempotency_keys() -> dict[str, int]:
+        """Test contract: every idempotency key is forgotten at once, as 24 h after its first use."""
+        return {"forgotten": store.expire()}
+
     async def forward(request: Request, path: str, body: bytes) -> tuple[int, bytes, dict[str, str]]:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         url = f"{upstream_url}{path}"
@@ -206,6 +220,43 @@ def create_app(upstream: str | None = None) -> FastAPI:
             return status, json.dumps(payload).encode(), {"content-type": "application/json"}
         out_headers = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
         return response.status_code, response.content, out_headers
+
+    async def list_intents_of_customer(request: Request) -> tuple[int, bytes, dict[str, str]]:
+        """`GET /v1/payment_intents?customer=` as Stripe answers it (localstripe refuses the filter): every
+        page read upstream, filtered, then paged by `limit` and `starting_after`."""
+        query = request.query_params
+        customer = query["customer"]
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        intents: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            upstream_query: dict[str, Any] = {"limit": 100, **({"starting_after": after} if after else {})}
+            try:
+                response = await upstream_client().get(
+                    f"{upstream_url}/v1/payment_intents", params=upstream_query, headers=headers
+                )
+            except httpx.HTTPError as exc:
+                status, payload = stripe_error(502, "api_error", f"localstripe unreachable: {type(exc).__name__}")
+                return status, json.dumps(payload).encode(), {"content-type": "application/json"}
+            if response.status_code != 200:
+                return response.status_code, response.content, {"content-type": "application/json"}
+            page = response.json()
+            intents.extend(pi for pi in page["data"] if pi.get("customer") == customer)
+            if not page.get("has_more") or not page["data"]:
+                break
+            after = page["data"][-1]["id"]
+        if query.get("starting_after"):
+            ids = [pi["id"] for pi in intents]
+            start = ids.index(query["starting_after"]) + 1 if query["starting_after"] in ids else len(ids)
+            intents = intents[start:]
+        limit = int(query.get("limit") or 10)
+        body = {
+            "object": "list",
+            "url": "/v1/payment_intents",
+            "has_more": len(intents) > limit,
+            "data": intents[:limit],
+        }
+        return 200, json.dumps(body).encode(), {"content-type": "application/json"}
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "DELETE", "PUT", "PATCH"], include_in_schema=False)
     async def proxy(request: Request, path: str) -> Response:
@@ -225,7 +276,10 @@ def create_app(upstream: str | None = None) -> FastAPI:
         lost = fault is not None
 
         if not key:
-            status, content, headers = await forward(request, path, _forward_body(path, body, params))
+            if method == "GET" and path == "/v1/payment_intents" and request.query_params.get("customer"):
+                status, content, headers = await list_intents_of_customer(request)
+            else:
+                status, content, headers = await forward(request, path, _forward_body(path, body, params))
             sim.record(
                 op,
                 key=None,

@@ -31,9 +31,9 @@ COMPENSATION_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
 )
 
-# A charge whose outcome is unknown is retried with the same idempotency key for this long before a
-# human looks at it: the key makes every retry safe.
-CHARGE_SCHEDULE_TO_CLOSE = timedelta(minutes=10)
+# A charge whose outcome is unknown is retried with the same idempotency key (which makes every retry safe)
+# for the top-up's charge window (`TopUpInput.charge_window_s`, from settings, 10 minutes by default); then
+# the refund settles it.
 CHARGE_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     backoff_coefficient=2.0,

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.contracts import (
         SNAIC_ORDER_SIGNAL,
         STRIPE_EVENT_SIGNAL,
+        CardPayer,
         CfastArticleCancel,
         CfastArticleRequest,
         ChargeOutcome,
@@ -32,6 +33,8 @@ with workflow.unsafe.imports_passed_through():
         RefundOutcome,
         RefundRequest,
         ResolveLineTargets,
+        ResolvePayer,
+        SnaicOptionCancel,
         SnaicOptionRequest,
         SnaicOrderAccepted,
         SnaicOrderPoll,
@@ -62,6 +65,10 @@ MONEY_AUDIT_PATCH = "audit-money-movements"
 # BusinessStatus (a visibility write on the server for each change) carries the phase; the step within
 # the phase is in the current details and the `receipt` query.
 PHASE_STATUS_PATCH = "business-status-by-phase"
+# Every failure after the charge compensates (or needs attention), never fails the workflow: the SNAIC order
+# poll, any later activity; the card payer is fixed before the first charge attempt; Stripe's
+# `idempotency_error` is an unknown outcome; a SNAIC option is cancelled with the rest of the top-up.
+COMPENSATE_EVERY_FAILURE_PATCH = "compensate-every-failure-after-charge"
 BUSINESS_PHASES = {
     "resolving_line": "charging",
     "charging": "charging",
@@ -117,6 +124,8 @@ class TopUpWorkflow:
         self.shown_status: str | None = None
         self.stripe_events: list[StripeEventNotice] = []
         self.attention_rounds = 0
+        self.payer: CardPayer | None = None
+        self.compensates_every_failure = False
 
     # --- messages ---------------------------------------------------------------------------
 
@@ -268,6 +277,7 @@ class TopUpWorkflow:
     @workflow.run
     async def run(self, data: TopUpInput) -> TopUpReceipt:
         compensations: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self.compensates_every_failure = workflow.patched(COMPENSATE_EVERY_FAILURE_PATCH)
         try:
             targets = await self._resolve_targets()
             if targets is None:
@@ -279,9 +289,13 @@ class TopUpWorkflow:
             await self._compensate(compensations, f"{failure.step} : {failure.reason}")
             return self.receipt()
         except BaseException as err:
-            if not is_cancelled_exception(err):
+            if is_cancelled_exception(err):
+                await self._compensate(compensations, "recharge annulée")
                 raise
-            await self._compensate(compensations, "recharge annulée")
+            if isinstance(err, ActivityError) and compensations and self.compensates_every_failure:
+                # Money may have moved: compensate what was registered, never leave a failed workflow behind.
+                await self._compensate(compensations, f"{self.step} : {_reason(err)}")
+                return self.receipt()
             raise
         await self._complete()
         return self.receipt()
@@ -339,12 +353,23 @@ class TopUpWorkflow:
         system = ExternalSystem.CFAST if data.payment_method == "account" else ExternalSystem.STRIPE
         try:
             if data.payment_method == "card":
+                if self.compensates_every_failure and self.payer is None:
+                    # Fixed once, in history: every retry of the charge (and the refund's search for it) uses
+                    # this customer and card, even if the saved card changes meanwhile.
+                    self.payer = await self._act(
+                        names.PAYMENT_RESOLVE_PAYER,
+                        ResolvePayer(topup_id=data.topup_id),
+                        CardPayer,
+                        timeout=policies.DATABASE_TIMEOUT,
+                        retry=policies.DATABASE_RETRY,
+                    )
+                    request = request.model_copy(update={"payer": self.payer})
                 outcome: ChargeOutcome = await self._act(
                     names.PAYMENT_CHARGE_CARD,
                     request,
                     ChargeOutcome,
                     retry=policies.CHARGE_RETRY,
-                    schedule_to_close=policies.CHARGE_SCHEDULE_TO_CLOSE,
+                    schedule_to_close=timedelta(seconds=data.charge_window_s),
                 )
             elif data.payment_method == "wallet":
                 outcome = await self._act(
@@ -368,7 +393,7 @@ class TopUpWorkflow:
                     ),
                     ExternalCallResult,
                     retry=policies.CHARGE_RETRY,
-                    schedule_to_close=policies.CHARGE_SCHEDULE_TO_CLOSE,
+                    schedule_to_close=timedelta(seconds=data.charge_window_s),
                 )
                 outcome = ChargeOutcome(
                     payment_status="on_account",
@@ -384,6 +409,8 @@ class TopUpWorkflow:
             elif data.payment_method == "card":
                 await self._record(system, "charge", error=reason)
             refused = isinstance(err.cause, ApplicationError) and err.cause.non_retryable
+            if refused and self.compensates_every_failure and error_type == "stripe.idempotency_error":
+                refused = False  # the key's first request may have charged: resolved by the refund's search
             if refused:
                 compensations.clear()  # declined: no money moved
                 status = "declined" if ("declin" in error_type or "wallet" in error_type) else "refused"
@@ -453,6 +480,10 @@ class TopUpWorkflow:
             reference=snaic_reference(self._wf, "one-off-option"),
             idempotency_key=f"{self._wf}:snaic-option",
         )
+        if self.compensates_every_failure:
+            # Registered before the order: an option that SNAIC completes late (or whose answer was lost) is
+            # cancelled with the rest of a refunded top-up.
+            compensations.append(("cancel_snaic_option", lambda: self._cancel_option(option)))
         try:
             accepted: SnaicOrderAccepted = await self._act(names.SNAIC_ADD_ONE_OFF_OPTION, option, SnaicOrderAccepted)
         except ActivityError as err:
@@ -517,9 +548,15 @@ class TopUpWorkflow:
                 waited += poll_every
             if self.snaic_update is not None and self.snaic_update.status != "pending":
                 return self.snaic_update
-            polled: SnaicOrderUpdate = await self._act(
-                names.SNAIC_GET_ORDER, SnaicOrderPoll(order_id=order_id), SnaicOrderUpdate
-            )
+            try:
+                polled: SnaicOrderUpdate = await self._act(
+                    names.SNAIC_GET_ORDER, SnaicOrderPoll(order_id=order_id), SnaicOrderUpdate
+                )
+            except ActivityError as err:
+                if not self.compensates_every_failure or is_cancelled_exception(err):
+                    raise
+                await self._record(ExternalSystem.SNAIC, "get_order", sent={"order_id": order_id}, error=_reason(err))
+                raise StepFailed("SNAIC", f"commande {order_id} illisible : {_reason(err)}") from err
             if polled.status != "pending":
                 return polled
             if waited >= sla:
@@ -629,6 +666,7 @@ class TopUpWorkflow:
                 payment_reference=self.payment_reference or "",
                 amount_minor=data.amount_minor,
                 currency=data.currency,
+                payer=self.payer,
             )
             name = names.PAYMENT_REFUND_CARD if data.payment_method == "card" else names.LEDGER_REFUND_WALLET
             try:
@@ -666,6 +704,21 @@ class TopUpWorkflow:
             schedule_to_close=policies.REFUND_SCHEDULE_TO_CLOSE,
         )
         await self._record(ExternalSystem.OCS, "remove_balance", sent=request.model_dump())
+
+    async def _cancel_option(self, option: SnaicOptionRequest) -> None:
+        request = SnaicOptionCancel(
+            snaic_line_id=option.snaic_line_id,
+            reference=option.reference,
+            idempotency_key=f"{self._wf}:cancel-snaic-option",
+        )
+        result: ExternalCallResult = await self._act(
+            names.SNAIC_CANCEL_ONE_OFF_OPTION,
+            request,
+            ExternalCallResult,
+            retry=policies.REFUND_RETRY,
+            schedule_to_close=policies.REFUND_SCHEDULE_TO_CLOSE,
+        )
+        await self._record(ExternalSystem.SNAIC, "cancel_one_off_option", sent=result.sent, answer=result.answer)
 
     async def _cancel_article(self, targets: LineTargets, step: str) -> None:
         request = CfastArticleCancel(

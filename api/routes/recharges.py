@@ -118,7 +118,14 @@ async def recharge_line(
         article = await session.get(CatalogueArticle, topup.article_id)
         sim = await session.get(SimCard, line.sim_id) if line.sim_id else None
     assert article is not None
-    data = topup_input(topup, line, article, sim.iccid if sim else None, state.settings.snaic_callback_sla_s)
+    data = topup_input(
+        topup,
+        line,
+        article,
+        sim.iccid if sim else None,
+        state.settings.snaic_callback_sla_s,
+        charge_window_s=state.settings.topup_charge_window_s,
+    )
     try:
         receipt = await submit_topup(
             await state.temporal(), state.settings, data, msisdn=line.msisdn, iccid=sim.iccid if sim else None

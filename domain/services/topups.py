@@ -150,7 +150,15 @@ def _same_request(existing: TopUp, request: TopUpRequest) -> TopUp:
     return existing
 
 
-def topup_input(topup: TopUp, line: Line, article: CatalogueArticle, iccid: str | None, sla_s: int) -> TopUpInput:
+def topup_input(
+    topup: TopUp,
+    line: Line,
+    article: CatalogueArticle,
+    iccid: str | None,
+    sla_s: int,
+    *,
+    charge_window_s: int = 600,
+) -> TopUpInput:
     return TopUpInput(
         topup_id=topup.id,
         org_id=topup.org_id,
@@ -168,4 +176,5 @@ def topup_input(topup: TopUp, line: Line, article: CatalogueArticle, iccid: str 
         article_code=article.code,
         article_label=article.label,
         snaic_callback_sla_s=sla_s,
+        charge_window_s=charge_window_s,
     )

@@ -140,7 +140,7 @@ async def test_termination_scheduled_between_request_and_charge_fails_before_any
     assert "résiliation" in (receipt.failure_reason or "")
     assert result.status == "failed"
     await assert_invariants(gate_settings, world, localstripe_url, ocs_base_url)
-    charges, _ = stripe_facts(localstripe_url, gate_settings.stripe_secret_key.get_secret_value())
+    charges = stripe_facts(localstripe_url, gate_settings.stripe_secret_key.get_secret_value()).charges
     assert charges.get(data.topup_id, 0) == 0
 
 
@@ -290,5 +290,5 @@ async def test_intents_whose_workflow_never_started_are_closed_without_charge(
     assert retried.status_code == 200 and retried.json()["status"] == "failed", retried.text
     with pytest.raises(RPCError):
         await temporal_client.get_workflow_handle(f"topup/{orphan.org_id}/{orphan.topup_id}").describe()
-    charges, _ = stripe_facts(localstripe_url, gate_settings.stripe_secret_key.get_secret_value())
+    charges = stripe_facts(localstripe_url, gate_settings.stripe_secret_key.get_secret_value()).charges
     assert charges.get(orphan.topup_id, 0) == 0

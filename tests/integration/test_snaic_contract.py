@@ -336,6 +336,37 @@ async def test_one_off_option_is_recorded_with_its_purchase_price(
     assert (err.value.code, err.value.body["order_id"]) == ("duplicate_reference", ack.order_id)
 
 
+async def test_one_off_option_is_cancelled_pending_or_active_once(snaic: SnaicClient, admin: SimAdmin) -> None:
+    line_id = await _active_line(snaic)
+    # Pending: the order ends rejected (cancelled) and its late completion activates nothing.
+    await admin.fault("complete_one_off_option", "latency", latency_ms=300)
+    late = await snaic.add_one_off_option(
+        line_id, option_code="RECHARGE_DATA_1GO", quantity=1, reference="topup-late", idempotency_key=_key()
+    )
+    key = _key()
+    cancelled = await snaic.cancel_one_off_option(line_id, reference="topup-late", idempotency_key=key)
+    assert cancelled is not None and (cancelled.order_id, cancelled.status) == (late.order_id, "cancelled")
+    order = await snaic.get_order(late.order_id)
+    assert (order.status, order.reason) == ("rejected", "cancelled")
+    async with asyncio.timeout(WAIT_S):
+        while not [
+            c for c in await admin.calls("complete_one_off_option") if c["request"]["order_id"] == late.order_id
+        ]:
+            await asyncio.sleep(0.05)
+    assert (await snaic.get_line(line_id)).option("topup-late").status == "cancelled"  # type: ignore[union-attr]
+    again = await snaic.cancel_one_off_option(line_id, reference="topup-late", idempotency_key=_key())
+    assert again == cancelled
+
+    # Active: cancelled too; a reference without an option is nothing to cancel.
+    done = await snaic.add_one_off_option(
+        line_id, option_code="RECHARGE_DATA_1GO", quantity=1, reference="topup-done", idempotency_key=_key()
+    )
+    await snaic.wait_for_order(done.order_id, timeout_s=WAIT_S)
+    active = await snaic.cancel_one_off_option(line_id, reference="topup-done", idempotency_key=_key())
+    assert active is not None and active.status == "cancelled" and active.cancelled_at is not None
+    assert await snaic.cancel_one_off_option(line_id, reference="topup-none", idempotency_key=_key()) is None
+
+
 async def test_unknown_ids_are_not_found(snaic: SnaicClient) -> None:
     with pytest.raises(NotFoundError):
         await snaic.get_line("LN-999999")

@@ -330,6 +330,35 @@ async def test_lost_response_at_refund_then_retry(gateway: StripeGateway, admin:
 # -- faults through the gateway -------------------------------------------------------------------
 
 
+async def test_find_charge_by_topup_id_after_the_key_is_forgotten(
+    gateway: StripeGateway, admin: ProxyAdmin, stripe_url: str
+) -> None:
+    card = await _customer_with_card(gateway)
+    other = await _customer_with_card(gateway)
+    key = _key()
+    charged = await gateway.charge_off_session(
+        card.customer_id, card.payment_method_id, 1500, "EUR", key, {"topup_id": "t-charged"}
+    )
+    await gateway.charge_off_session(
+        other.customer_id, other.payment_method_id, 900, "EUR", _key(), {"topup_id": "t-other-customer"}
+    )
+    async with httpx.AsyncClient(base_url=stripe_url, timeout=5) as http:
+        forgotten = (await http.post("/_sim/idempotency/expire")).raise_for_status().json()["forgotten"]
+    assert forgotten >= 4  # two creates and two confirms
+
+    found = await gateway.find_charge(card.customer_id, "t-charged")
+    assert found is not None and (found.payment_intent_id, found.amount_minor) == (charged.payment_intent_id, 1500)
+    assert await gateway.find_charge(card.customer_id, "t-never-charged") is None
+    assert await gateway.find_charge(card.customer_id, "t-other-customer") is None
+    assert await admin.count("payment_intents") == 2, "looking for a charge creates nothing"
+    # The proxy answers the `customer` filter (localstripe refuses it), paged like Stripe.
+    async with httpx.AsyncClient(
+        base_url=stripe_url, timeout=5, headers={"Authorization": f"Bearer {API_KEY}"}
+    ) as http:
+        page = (await http.get("/v1/payment_intents", params={"customer": card.customer_id, "limit": 1})).json()
+    assert [pi["id"] for pi in page["data"]] == [charged.payment_intent_id] and page["has_more"] is False
+
+
 async def test_error_fault_is_transient_and_nothing_is_created(gateway: StripeGateway, admin: ProxyAdmin) -> None:
     card = await _customer_with_card(gateway)
     key = _key()
