@@ -1,6 +1,8 @@
 """The whole system as child processes: Temporal dev server, localstripe and its fault proxy, the CFAST,
 SNAIC and OCS simulators, the worker and the API. Used by `simflow dev` (fixed ports, persistent
-files) and by the crash drill and benchmark (free ports, a scratch folder)."""
+files) and by the crash drill and benchmark (free ports, a scratch folder). Its secrets are generated
+once per var/ directory (infra/secret_settings.py) and passed to the worker, the API and the SNAIC
+simulator."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from infra.processes import (
     simulator_process,
     temporal_dev_server_process,
 )
+from infra.secret_settings import API_SECRETS, with_development_secrets
 from infra.settings import DEFAULT_PORTS, Settings
 
 
@@ -53,7 +56,8 @@ class Stack:
         return f"http://127.0.0.1:{self.ports[name]}"
 
     def settings(self, base: Settings | None = None) -> Settings:
-        base = base or Settings()
+        """`base` pointed at this stack, with the var/ directory's generated secrets unless `base` sets them."""
+        base = with_development_secrets(base or Settings(), self.var_dir)
         return base.model_copy(
             update={
                 "database_url": self.database_url,
@@ -68,8 +72,10 @@ class Stack:
         )
 
     def environment(self, settings: Settings) -> dict[str, str]:
-        """The variables that point a worker or API process at this stack."""
+        """The variables that point a worker or API process at this stack, its secrets included."""
+        secrets = {secret.variable: getattr(settings, secret.field).get_secret_value() for secret in API_SECRETS}
         return {
+            **secrets,
             "SIMFLOW_DATABASE_URL": settings.database_url,
             "TEMPORAL_ADDRESS": settings.temporal_address,
             "SIMFLOW_TEMPORAL_UI_URL": settings.temporal_ui_url,
@@ -79,7 +85,7 @@ class Stack:
             "SIMFLOW_OCS_URL": settings.ocs_url,
             "SIMFLOW_STRIPE_API_BASE": settings.stripe_api_base,
             "SIMFLOW_BOOTSTRAP_ADMIN_EMAIL": settings.bootstrap_admin_email,
-            "SIMFLOW_BOOTSTRAP_ADMIN_PASSWORD": settings.bootstrap_admin_password.get_secret_value(),
+            "SIMFLOW_STRIPE_SECRET_KEY": settings.stripe_secret_key.get_secret_value(),
             "SIMFLOW_SNAIC_CALLBACK_SLA_S": str(settings.snaic_callback_sla_s),
         }
 
@@ -125,7 +131,7 @@ class Stack:
         return ManagedProcess(
             "api",
             [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1", "--port", port],
-            ready=http_ready(f"{self.url('api')}/openapi.json"),
+            ready=http_ready(f"{self.url('api')}/healthz"),
             env=self.environment(settings),
             log_path=self.logs / "api.log",
         )
