@@ -30,7 +30,7 @@ from domain.models import StaffUser
 from domain.security import hash_password
 from infra.db import create_engine, create_sessionmaker
 from infra.settings import Settings
-from tests.conftest import TEST_SECRETS
+from tests.conftest import ADMIN_PASSWORD, TEST_SECRETS
 
 EXAMPLES_PER_OPERATION = 8
 HEALTH_REPORT = "/api/v1/health"
@@ -81,9 +81,9 @@ def _bearer_only(document: dict[str, Any]) -> dict[str, Any]:
 
 
 LATE_APP = LateApp()
-schema = schemathesis.openapi.from_dict(_bearer_only(create_app(Settings(**TEST_SECRETS)).openapi())).exclude(
-    path=HEALTH_REPORT
-)
+schema = schemathesis.openapi.from_dict(
+    _bearer_only(create_app(Settings(**TEST_SECRETS, bootstrap_admin_password=ADMIN_PASSWORD)).openapi())
+).exclude(path=HEALTH_REPORT)
 schema.app = LATE_APP
 
 
