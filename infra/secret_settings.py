@@ -62,9 +62,11 @@ FORMER_DEFAULTS = frozenset(
     }
 )
 
-# What is not the repository's published text: local state, environments, caches, build output, and dotfiles
-# (a developer's `.env` holds real secrets).
+# What is not the repository's published text: local state (var/), environments, caches, build output, and
+# local dotfiles (a developer's `.env` or IDE settings hold real secrets). Published dot folders are read.
 _NOT_PUBLISHED_DIRS = frozenset({"var", "node_modules", "__pycache__", "build", "dist"})
+_PUBLISHED_DOT_DIRS = frozenset({".ci", ".github"})
+_PUBLISHED_DOTFILE_SUFFIXES = (".example", ".sample", ".template")
 _MAX_FILE_BYTES = 8 * 1024 * 1024
 
 DEV_SECRETS_FILE = "dev-secrets.json"
@@ -87,10 +89,12 @@ def _published_files(root: Path) -> Iterator[Path]:
         subdirectories[:] = [
             d
             for d in subdirectories
-            if not d.startswith(".") and d not in _NOT_PUBLISHED_DIRS and not d.endswith(".egg-info")
+            if (d in _PUBLISHED_DOT_DIRS or not d.startswith("."))
+            and d not in _NOT_PUBLISHED_DIRS
+            and not d.endswith(".egg-info")
         ]
         for name in files:
-            if not name.startswith("."):
+            if not name.startswith(".") or name.endswith(_PUBLISHED_DOTFILE_SUFFIXES):
                 yield Path(directory, name)
 
 

@@ -18,6 +18,7 @@ from infra.secret_settings import (
     API_SECRETS,
     WORKER_SECRETS,
     UnsafeSecrets,
+    published_text,
     require_safe_secrets,
     unsafe_secrets,
 )
@@ -86,6 +87,27 @@ def test_each_unsafe_kind_is_named(secret: object) -> None:
         problems = unsafe_secrets(good_settings(**{secret.field: value}), API_SECRETS)
         assert list(problems) == [secret.variable], (kind, problems)
         assert value == "" or value not in problems[secret.variable], "the message never repeats the secret"
+
+
+def test_published_text_is_the_tree_without_local_state(tmp_path: Path) -> None:
+    """What the repository publishes is read (code, docs, CI scripts, examples); what stays on one machine is
+    not (var/, a developer's .env, caches), so a real secret kept there is not taken for a published one."""
+    values = {name: secrets.token_urlsafe(24) for name in ("readme", "ci", "example", "var", "env", "venv", "idea")}
+    (tmp_path / "pyproject.toml").write_text("[project]\n")
+    files = {
+        "readme": "README.md",
+        "ci": ".ci/run",
+        "example": ".env.example",
+        "var": "var/dev-secrets.json",
+        "env": ".env",
+        "venv": ".venv/lib/site.py",
+        "idea": ".idea/workspace.xml",
+    }
+    for name, relative in files.items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(f"KEY={values[name]}\n")
+    text = published_text(tmp_path)
+    assert {name for name, value in values.items() if value in text} == {"readme", "ci", "example"}
 
 
 def test_refusal_names_every_variable_and_never_a_value() -> None:
