@@ -78,7 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             require_safe_secrets(settings, "api")
         except UnsafeSecrets as refused:
             raise SystemExit(str(refused)) from None
-    require_safe_secrets(settings, "api")
+    else:
+        require_safe_secrets(settings, "api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
