@@ -607,6 +607,7 @@ async def test_function_level_matrix(app_client: httpx.AsyncClient, world: World
     platform_only = [
         Operation("POST", "/api/v1/organisations", ()),
         Operation("GET", "/api/v1/audit-log/verification", ()),
+        Operation("GET", "/api/v1/health", ()),
     ]
     for op in platform_only:
         for principal in ("org1_staff", "company1_staff", "end_user1", "org1_key_rw"):
