@@ -6,6 +6,7 @@ import asyncio
 import signal
 import time
 from pathlib import Path
+from typing import Literal
 
 import typer
 from rich.console import Console
@@ -21,9 +22,18 @@ console = Console()
 def dev() -> None:
     """Start the whole system on its embedded default: Temporal dev server, simulators, localstripe,
     worker and API, with demo data. Ctrl-C stops everything."""
+    from infra.secret_settings import DEV_SECRETS_FILE
+
     started = time.monotonic()
     base = get_settings()
     stack = Stack.embedded_default(base.database_url)
+    secrets_file = stack.var_dir / DEV_SECRETS_FILE
+    if (stack.var_dir / "simflow.db").exists() and not secrets_file.exists():
+        console.print(
+            f"[red]{stack.var_dir} a été créé avec les anciens secrets publiés (comptes, sessions, graines TOTP) : "
+            "supprimez-le (make clean) puis relancez make run.[/]"
+        )
+        raise typer.Exit(1)
     settings = stack.settings(base)
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -41,10 +51,11 @@ def dev() -> None:
         console.print(f"\n[bold green]simflow est prêt[/] en {elapsed:.1f} s — {summary}")
         console.print(f"  Portail        {api_url}/portal")
         console.print(f"  API (OpenAPI)  {api_url}/docs")
-        console.print(f"  Santé          {api_url}/healthz")
+        console.print(f"  Santé          {api_url}/healthz (détail : {api_url}/api/v1/health, administrateur)")
         console.print(f"  Temporal UI    {settings.temporal_ui_url}")
         password = settings.bootstrap_admin_password.get_secret_value()
-        console.print(f"  Connexion      {settings.bootstrap_admin_email} / {password}")
+        console.print(f"  Connexion      {settings.bootstrap_admin_email} / {password}", markup=False)
+        console.print(f"  Secrets        {secrets_file} (générés pour ce répertoire)")
         console.print(f"  Journaux       {stack.logs}/\nCtrl-C pour tout arrêter.")
         while all(p.alive() for p in stack.processes.values()):
             time.sleep(1)
@@ -57,9 +68,21 @@ def dev() -> None:
         stack.stop()
 
 
+def refuse_unsafe_secrets(process: Literal["api", "worker"]) -> None:
+    """Exit code 1 with the list of unsafe secrets (variables only, never a value)."""
+    from infra.secret_settings import UnsafeSecrets, require_safe_secrets
+
+    try:
+        require_safe_secrets(get_settings(), process)
+    except UnsafeSecrets as refused:
+        Console(stderr=True, soft_wrap=True).print(str(refused), style="red", markup=False, highlight=False)
+        raise typer.Exit(code=1) from None
+
+
 @app.command()
 def worker() -> None:
-    """Run the Temporal worker."""
+    """Run the Temporal worker (refuses a missing, short or published secret)."""
+    refuse_unsafe_secrets("worker")
     from worker import main
 
     main()
@@ -67,7 +90,8 @@ def worker() -> None:
 
 @app.command()
 def api(host: str = "127.0.0.1", port: int = DEFAULT_PORTS["api"]) -> None:
-    """Run the API and portal."""
+    """Run the API and portal (refuses a missing, short or published secret)."""
+    refuse_unsafe_secrets("api")
     import uvicorn
 
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port)

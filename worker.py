@@ -29,6 +29,7 @@ from domain.security import SecretBox
 from infra.db import create_engine, create_sessionmaker
 from infra.logging import configure_logging
 from infra.schedules import ensure_schedules
+from infra.secret_settings import UnsafeSecrets, require_safe_secrets
 from infra.settings import Settings, get_settings
 from infra.temporal import connect_temporal, precompile_workflow_code
 from integrations.cfast import CfastClient
@@ -67,6 +68,7 @@ WORKFLOWS = (*WORKFLOWS, AccountStatusImportWorkflow, FirstUsageScanWorkflow)
 
 @asynccontextmanager
 async def build_worker(settings: Settings, client: Client) -> AsyncIterator[Worker]:
+    require_safe_secrets(settings, "worker")
     async with AsyncExitStack() as stack:
         engine = create_engine(settings.database_url)
         stack.push_async_callback(engine.dispose)
@@ -122,6 +124,7 @@ async def build_worker(settings: Settings, client: Client) -> AsyncIterator[Work
 
 async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
+    require_safe_secrets(settings, "worker")  # before connecting to anything
     client = await connect_temporal(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -138,8 +141,14 @@ async def run_worker(settings: Settings | None = None) -> None:
 
 
 def main() -> None:
+    """`python worker.py` and `simflow worker`: exits with the list of unsafe secrets, if any."""
     configure_logging()
-    asyncio.run(run_worker())
+    settings = get_settings()
+    try:
+        require_safe_secrets(settings, "worker")
+    except UnsafeSecrets as refused:
+        raise SystemExit(str(refused)) from None
+    asyncio.run(run_worker(settings))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from domain.enums import StaffRole
 from domain.models import StaffUser
 from domain.security import hash_password
 from infra.db import create_engine, create_sessionmaker
+from infra.secret_settings import UnsafeSecrets, require_safe_secrets
 from infra.settings import Settings, get_settings
 
 log = structlog.get_logger()
@@ -68,7 +69,17 @@ async def ensure_bootstrap_admin(sessionmaker: async_sessionmaker[AsyncSession],
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+    """The application; refuses (`UnsafeSecrets`, naming each variable) a missing, short or published secret.
+    Without `settings` it is the process's factory (`uvicorn api.app:create_app --factory`, the image's
+    command): the refusal then ends the process with that message alone."""
+    if settings is None:
+        settings = get_settings()
+        try:
+            require_safe_secrets(settings, "api")
+        except UnsafeSecrets as refused:
+            raise SystemExit(str(refused)) from None
+    else:
+        require_safe_secrets(settings, "api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -28,6 +29,25 @@ from infra.temporal import connect_temporal
 
 
 @dataclass
+class CachedAnswer:
+    """An answer reused for a while (the health report): concurrent requests after it expires wait for one
+    refresh instead of each computing it."""
+
+    value: Any = None
+    expires_at: float = float("-inf")
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def get(self, ttl_s: float, compute: Callable[[], Awaitable[Any]]) -> Any:
+        if time.monotonic() < self.expires_at:
+            return self.value
+        async with self.lock:
+            if time.monotonic() >= self.expires_at:
+                self.value = await compute()
+                self.expires_at = time.monotonic() + ttl_s
+            return self.value
+
+
+@dataclass
 class AppState:
     settings: Settings
     engine: AsyncEngine
@@ -36,6 +56,7 @@ class AppState:
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     limiter: RateLimiter = field(default_factory=RateLimiter)
     api_key_touched: dict[str, float] = field(default_factory=dict)
+    health_report: CachedAnswer = field(default_factory=CachedAnswer)
 
     async def temporal(self) -> Client:
         """Connects on first use, so the API starts (and reports it in /healthz) while Temporal is down."""

@@ -85,6 +85,7 @@ ROUTE_RULES: list[tuple[str, RouteRule]] = [
     ("/api/v1/stripe/webhook", PUBLIC),
     ("/api/v1/organisations", RouteRule(platform_only=True)),
     ("/api/v1/audit-log/verification", RouteRule(platform_only=True)),
+    ("/api/v1/health", RouteRule(platform_only=True)),  # addresses and errors of every part
     ("/api/v1/auth/me", RouteRule(humans_only=True, during_password_change=True, check_area=False)),
     ("/api/v1/auth/password/change", SELF_DURING_CHANGE),
     ("/api/v1/auth/logout", SELF_DURING_CHANGE),

@@ -27,8 +27,9 @@ from domain.enums import TOPUP_TERMINAL_STATUSES as TERMINAL
 from domain.models import TopUp
 from infra.db import create_engine, create_sessionmaker
 from infra.processes import ManagedProcess
+from infra.secret_settings import with_generated_secrets
 from infra.settings import Settings
-from infra.stack import Stack, with_generated_secrets
+from infra.stack import Stack
 
 # (simulator, operation, mode, expected effect on the top-up)
 FAULT_MENU = [

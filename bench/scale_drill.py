@@ -39,8 +39,9 @@ from domain.enums import TOPUP_TERMINAL_STATUSES as TERMINAL
 from domain.models import TopUp
 from infra.db import create_engine, create_sessionmaker
 from infra.processes import free_port
+from infra.secret_settings import with_generated_secrets
 from infra.settings import Settings
-from infra.stack import Stack, migrate, with_generated_secrets
+from infra.stack import Stack, migrate
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 APIS = ("api", "api_2")  # the first one is killed

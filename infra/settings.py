@@ -39,22 +39,24 @@ class Settings(BaseSettings):
     cfast_health_path: str = "/_sim/health"
     snaic_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['snaic']}"
     snaic_health_path: str = "/_sim/health"
-    snaic_callback_secret: SecretStr = SecretStr("snaic-dev-secret")
+    # Secrets have no usable default: the API and the worker refuse to start without safe values
+    # (infra/secret_settings.py); `simflow dev` and the tests generate their own.
+    snaic_callback_secret: SecretStr = SecretStr("")
     ocs_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['ocs']}/jsonrpc"
     ocs_tenant: str = "simflow"
     stripe_api_base: str = f"http://127.0.0.1:{DEFAULT_PORTS['stripe_proxy']}"
     stripe_secret_key: SecretStr = SecretStr("sk_test_simflow")
-    stripe_webhook_secret: SecretStr = SecretStr("whsec_simflow")
+    stripe_webhook_secret: SecretStr = SecretStr("")
     http_timeout_s: float = 10.0
 
-    jwt_secret: SecretStr = SecretStr("dev-only-change-me-in-production-0123456789")
+    jwt_secret: SecretStr = SecretStr("")
     jwt_ttl_minutes: int = 30
     bootstrap_admin_email: str = "admin@simflow.local"
-    bootstrap_admin_password: SecretStr = SecretStr("Simflow-demo-2026!")
+    bootstrap_admin_password: SecretStr = SecretStr("")
 
     # --- Security (tenancy, authentication, audit, outgoing webhooks) ---
     # Key material for secrets kept at rest (TOTP seeds, webhook signing secrets) and keyed hashes.
-    secrets_key: SecretStr = SecretStr("dev-only-secrets-key-change-me-in-production")
+    secrets_key: SecretStr = SecretStr("")
     refresh_ttl_days: int = 14
     login_max_failures: int = 5
     login_lock_minutes: int = 30
@@ -81,6 +83,8 @@ class Settings(BaseSettings):
     first_usage_scan_s: int = 900
     # A poller long-polls for up to 60 s, so its last access can be that old while it is alive.
     worker_heartbeat_stale_s: int = 90
+    # The health report (`GET /api/v1/health`) is reused for this long: no round of checks per request.
+    health_cache_s: float = 5.0
 
 
 @lru_cache

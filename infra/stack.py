@@ -1,16 +1,15 @@
 """The whole system as child processes: Temporal dev server, localstripe and its fault proxy, the CFAST,
 SNAIC and OCS simulators, the worker and the API. Used by `simflow dev` (fixed ports, persistent
-files) and by the crash drill and benchmark (free ports, a scratch folder)."""
+files) and by the crash drill and benchmark (free ports, a scratch folder). Its secrets are generated
+once per var/ directory (infra/secret_settings.py) and passed to the worker, the API and the SNAIC
+simulator."""
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from pydantic import SecretStr
 
 from infra.processes import (
     ROOT,
@@ -21,19 +20,13 @@ from infra.processes import (
     simulator_process,
     temporal_dev_server_process,
 )
+from infra.secret_settings import API_SECRETS, with_development_secrets
 from infra.settings import DEFAULT_PORTS, Settings
 
 
 def migrate(database_url: str) -> None:
     command = [sys.executable, "-m", "alembic", "-x", f"url={database_url}", "upgrade", "head"]
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)  # noqa: S603 - our own interpreter
-
-
-def with_generated_secrets(settings: Settings) -> Settings:
-    """`settings` with fresh random secrets, for a scratch stack (drills, benchmark): its API and workers never
-    run with a published default."""
-    names = ("jwt_secret", "secrets_key", "snaic_callback_secret", "stripe_webhook_secret")
-    return settings.model_copy(update={name: SecretStr(secrets.token_urlsafe(32)) for name in names})
 
 
 @dataclass
@@ -63,8 +56,9 @@ class Stack:
         return f"http://127.0.0.1:{self.ports[name]}"
 
     def settings(self, base: Settings | None = None) -> Settings:
-        """`base` pointed at this stack's processes (secrets are kept from `base`: see `with_generated_secrets`)."""
-        base = base or Settings()
+        """`base` pointed at this stack, with the var/ directory's generated secrets unless `base` sets them
+        (scratch stacks set theirs: see `with_generated_secrets`)."""
+        base = with_development_secrets(base or Settings(), self.var_dir)
         return base.model_copy(
             update={
                 "database_url": self.database_url,
@@ -79,8 +73,10 @@ class Stack:
         )
 
     def environment(self, settings: Settings) -> dict[str, str]:
-        """The variables that point a worker or API process at this stack."""
+        """The variables that point a worker or API process at this stack, its secrets included."""
+        secrets = {secret.variable: getattr(settings, secret.field).get_secret_value() for secret in API_SECRETS}
         return {
+            **secrets,
             "SIMFLOW_DATABASE_URL": settings.database_url,
             "TEMPORAL_ADDRESS": settings.temporal_address,
             "SIMFLOW_TEMPORAL_UI_URL": settings.temporal_ui_url,
@@ -90,12 +86,8 @@ class Stack:
             "SIMFLOW_OCS_URL": settings.ocs_url,
             "SIMFLOW_STRIPE_API_BASE": settings.stripe_api_base,
             "SIMFLOW_BOOTSTRAP_ADMIN_EMAIL": settings.bootstrap_admin_email,
-            "SIMFLOW_BOOTSTRAP_ADMIN_PASSWORD": settings.bootstrap_admin_password.get_secret_value(),
+            "SIMFLOW_STRIPE_SECRET_KEY": settings.stripe_secret_key.get_secret_value(),
             "SIMFLOW_SNAIC_CALLBACK_SLA_S": str(settings.snaic_callback_sla_s),
-            "SIMFLOW_JWT_SECRET": settings.jwt_secret.get_secret_value(),
-            "SIMFLOW_SECRETS_KEY": settings.secrets_key.get_secret_value(),
-            "SIMFLOW_SNAIC_CALLBACK_SECRET": settings.snaic_callback_secret.get_secret_value(),
-            "SIMFLOW_STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret.get_secret_value(),
         }
 
     def infrastructure(self, settings: Settings) -> list[ManagedProcess]:
@@ -141,7 +133,7 @@ class Stack:
         return ManagedProcess(
             name,
             [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1", "--port", port],
-            ready=http_ready(f"{self.url(name)}/openapi.json"),
+            ready=http_ready(f"{self.url(name)}/healthz"),
             env=self.environment(settings),
             log_path=self.logs / f"{name}.log",
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -165,7 +166,21 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 # --- Temporal dev server, worker and API (shared by tests/e2e and tests/api) ---------------------
 
 ADMIN_EMAIL = "admin@test.simflow"
-ADMIN_PASSWORD = "Test-admin-password-1!"
+# The secrets of the test run, generated per run: the API and the worker refuse any value written in the
+# repository (infra/secret_settings.py), so the tests never run on a published secret either.
+ADMIN_PASSWORD = f"Test-admin-{secrets.token_urlsafe(12)}-1!"
+TEST_SECRETS = {
+    "jwt_secret": secrets.token_urlsafe(32),
+    "secrets_key": secrets.token_urlsafe(32),
+    "snaic_callback_secret": secrets.token_urlsafe(32),
+    "stripe_webhook_secret": f"whsec_{secrets.token_urlsafe(32)}",
+}
+
+
+def secret_environment(admin_password: str = ADMIN_PASSWORD) -> dict[str, str]:
+    """The test secrets as the environment variables of a process a test starts (API, worker)."""
+    variables = {f"SIMFLOW_{name.upper()}": value for name, value in TEST_SECRETS.items()}
+    return {**variables, "SIMFLOW_BOOTSTRAP_ADMIN_PASSWORD": admin_password}
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -197,6 +212,7 @@ def settings(
         stripe_api_base=stripe_url,
         bootstrap_admin_email=ADMIN_EMAIL,
         bootstrap_admin_password=ADMIN_PASSWORD,
+        **TEST_SECRETS,
         http_timeout_s=3.0,
         # Every test request comes from one client address: the per-IP login throttle is tested with its
         # own app (tests/api/test_security_auth.py), not left to trip over the rest of the suite.

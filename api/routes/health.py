@@ -1,4 +1,7 @@
-"""`/healthz`: database, Temporal, worker (task-queue pollers), each external system."""
+"""Health. `GET /healthz`: public liveness of this API process, nothing about the other parts (no address,
+no error text). `GET /api/v1/health`: the report on the database, Temporal, the worker (task-queue
+pollers) and each external system, for platform admins (api/guard.py), computed at most once per
+`health_cache_s` (no round of checks, hence no Stripe call, per request)."""
 
 from __future__ import annotations
 
@@ -10,12 +13,13 @@ from typing import Any
 import httpx
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
-from api.deps import StateDep
+from api.deps import AppState, StateDep
 
 router = APIRouter(tags=["Supervision"])
 
@@ -33,8 +37,29 @@ async def _timed(name: str, check: Any) -> tuple[str, dict[str, Any]]:
     return name, result
 
 
-@router.get("/healthz")
-async def healthz(state: StateDep) -> JSONResponse:
+class Liveness(BaseModel):
+    status: str = "ok"
+
+
+@router.get("/healthz", response_model=Liveness)
+async def healthz() -> Liveness:
+    """The API process answers. Public, so it says nothing else: the state of the other parts is in the
+    report (`GET /api/v1/health`), which needs a platform admin."""
+    return Liveness()
+
+
+@router.get(
+    "/api/v1/health",
+    responses={503: {"description": "Au moins un composant en erreur (rapport dans le corps)"}},
+)
+async def health_report(state: StateDep) -> JSONResponse:
+    """Database, Temporal, worker pollers, CFAST, SNAIC, OCS, Stripe: `ok`, or `degraded` with 503 naming
+    the components in error. Reused for `health_cache_s` seconds."""
+    status_code, body = await state.health_report.get(state.settings.health_cache_s, lambda: _check_all(state))
+    return JSONResponse(body, status_code=status_code)
+
+
+async def _check_all(state: AppState) -> tuple[int, dict[str, Any]]:
     settings = state.settings
 
     async def database() -> dict[str, Any]:
@@ -97,6 +122,4 @@ async def healthz(state: StateDep) -> JSONResponse:
         }
         results = dict(await asyncio.gather(*(_timed(name, check) for name, check in checks.items())))
     healthy = all(r["status"] == "ok" for r in results.values())
-    return JSONResponse(
-        {"status": "ok" if healthy else "degraded", "checks": results}, status_code=200 if healthy else 503
-    )
+    return (200 if healthy else 503), {"status": "ok" if healthy else "degraded", "checks": results}

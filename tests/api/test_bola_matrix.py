@@ -527,10 +527,12 @@ async def test_list_endpoints_show_no_foreign_object(app_client: httpx.AsyncClie
             else:
                 continue
             response = await app_client.get(op.path, headers=headers)
-            if response.status_code >= 500:
+            # The health report answers 503 while another process is down (its contract): its body is read too.
+            report = op.path == "/api/v1/health" and response.status_code == 503
+            if response.status_code >= 500 and not report:
                 problems.append(f"{principal} GET {op.path}: {response.status_code}")
                 continue
-            if response.status_code != 200:
+            if response.status_code != 200 and not report:
                 continue
             foreign = {
                 value
@@ -605,6 +607,7 @@ async def test_function_level_matrix(app_client: httpx.AsyncClient, world: World
     platform_only = [
         Operation("POST", "/api/v1/organisations", ()),
         Operation("GET", "/api/v1/audit-log/verification", ()),
+        Operation("GET", "/api/v1/health", ()),
     ]
     for op in platform_only:
         for principal in ("org1_staff", "company1_staff", "end_user1", "org1_key_rw"):

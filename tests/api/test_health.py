@@ -1,5 +1,11 @@
-"""`/healthz` against the real processes: every check `ok` while they all run, `degraded` + 503 naming the
-component when one is unreachable (an API built on a copy of the settings pointing that component elsewhere)."""
+"""Health against the real processes.
+
+`/healthz` is public liveness: `{"status": "ok"}`, nothing about the parts (no address, no exception
+text), whatever state they are in. The report on every part (database, Temporal, worker pollers, CFAST,
+SNAIC, OCS, Stripe) is `GET /api/v1/health`, for platform admins only: every check `ok` while they all
+run, `degraded` + 503 naming the component when one is unreachable (an API built on a copy of the
+settings pointing that component elsewhere). The report is cached for `health_cache_s`: requests within
+that window share one round of checks (counted on the Stripe fault proxy's `/_sim/calls`)."""
 
 from __future__ import annotations
 
@@ -16,10 +22,13 @@ import pytest
 from api.app import create_app
 from infra.processes import free_port
 from infra.settings import Settings
+from tests.api.conftest import Tenant
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 CHECKS = {"database", "temporal", "worker", "cfast", "snaic", "ocs", "stripe"}
+REPORT = "/api/v1/health"
+STRIPE_HEALTH_OP = "list_customers"  # the Stripe check reads one customer: GET /v1/customers?limit=1
 
 
 @asynccontextmanager
@@ -31,18 +40,67 @@ async def api_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
-async def healthy(client: httpx.AsyncClient, timeout_s: float = 30.0) -> httpx.Response:
+async def healthy(client: httpx.AsyncClient, headers: dict[str, str], timeout_s: float = 30.0) -> httpx.Response:
     """The worker's pollers show up on the task queue a moment after it starts: wait for a 200."""
     deadline = time.monotonic() + timeout_s
     while True:
-        response = await client.get("/healthz")
+        response = await client.get(REPORT, headers=headers)
         if response.status_code == 200 or time.monotonic() > deadline:
             return response
         await asyncio.sleep(0.2)
 
 
-async def test_every_check_is_ok_with_the_real_processes(app_client: httpx.AsyncClient) -> None:
-    response = await healthy(app_client)
+def stripe_health_calls(stripe_url: str) -> int:
+    response = httpx.get(f"{stripe_url}/_sim/calls", params={"op": STRIPE_HEALTH_OP}, timeout=5)
+    response.raise_for_status()
+    return len(response.json())
+
+
+def _closed_url() -> str:
+    return f"http://127.0.0.1:{free_port()}"
+
+
+# --- public liveness ----------------------------------------------------------------------------------------
+
+
+async def test_liveness_is_public_and_says_nothing_about_the_parts(app_client: httpx.AsyncClient) -> None:
+    response = await app_client.get("/healthz")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ok"}
+
+
+async def test_liveness_shows_no_address_nor_error_when_a_part_is_down(settings: Settings, stripe_url: str) -> None:
+    broken = settings.model_copy(update={"cfast_url": _closed_url(), "temporal_address": f"127.0.0.1:{free_port()}"})
+    calls_before = stripe_health_calls(stripe_url)
+    async with api_for(broken) as client:
+        response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    for leak in ("127.0.0.1", "http", "Error", "error", broken.temporal_address):
+        assert leak not in response.text, leak
+    assert stripe_health_calls(stripe_url) == calls_before, "liveness calls no external system"
+
+
+# --- the report, behind authentication ----------------------------------------------------------------------
+
+
+async def test_report_needs_authentication(app_client: httpx.AsyncClient) -> None:
+    response = await app_client.get(REPORT)
+    assert response.status_code == 401, response.text
+    assert "checks" not in response.text
+
+
+async def test_report_is_for_platform_admins_only(app_client: httpx.AsyncClient, tenant: Tenant) -> None:
+    for headers in (tenant.org_staff, tenant.company_staff):
+        response = await app_client.get(REPORT, headers=headers)
+        assert response.status_code == 403, response.text
+        assert "checks" not in response.text
+
+
+async def test_every_check_is_ok_with_the_real_processes(
+    app_client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    response = await healthy(app_client, admin_headers)
     body = response.json()
     assert response.status_code == 200, body
     assert body["status"] == "ok"
@@ -52,10 +110,6 @@ async def test_every_check_is_ok_with_the_real_processes(app_client: httpx.Async
         assert check["latency_ms"] >= 0
     assert body["checks"]["worker"]["pollers"] >= 1
     assert body["checks"]["worker"]["task_queue"] == "simflow-test"
-
-
-def _closed_url() -> str:
-    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.mark.parametrize(
@@ -76,12 +130,17 @@ def _closed_url() -> str:
     ],
 )
 async def test_one_component_down_is_reported_degraded(
-    app_client: httpx.AsyncClient, settings: Settings, component: str, override: Any, failing: set[str]
+    app_client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    settings: Settings,
+    component: str,
+    override: Any,
+    failing: set[str],
 ) -> None:
-    assert (await healthy(app_client)).status_code == 200  # everything else is up
+    assert (await healthy(app_client, admin_headers)).status_code == 200  # everything else is up
     broken = settings.model_copy(update=override())
     async with api_for(broken) as client:
-        response = await client.get("/healthz")
+        response = await client.get(REPORT, headers=admin_headers)
     body = response.json()
     assert response.status_code == 503, body
     assert response.headers["content-type"].startswith("application/json")
@@ -91,3 +150,32 @@ async def test_one_component_down_is_reported_degraded(
     assert body["checks"][component]["error"], body
     if component == "worker":
         assert broken.task_queue in body["checks"]["worker"]["error"]
+
+
+async def test_report_is_cached_no_stripe_call_per_hit(
+    app_client: httpx.AsyncClient, settings: Settings, admin_headers: dict[str, str], stripe_url: str
+) -> None:
+    assert (await healthy(app_client, admin_headers)).status_code == 200  # the worker's pollers are up
+    async with api_for(settings.model_copy(update={"health_cache_s": 60.0})) as client:
+        before = stripe_health_calls(stripe_url)
+        sequential = [await client.get(REPORT, headers=admin_headers) for _ in range(10)]
+        concurrent = await asyncio.gather(*(client.get(REPORT, headers=admin_headers) for _ in range(10)))
+        assert stripe_health_calls(stripe_url) - before == 1, "20 reports within the cache window: one Stripe call"
+    first = sequential[0]
+    assert first.status_code == 200, first.text
+    for response in (*sequential, *concurrent):
+        assert response.status_code == 200, response.text
+        assert response.json() == first.json()
+
+
+async def test_report_is_checked_again_after_the_cache_window(
+    app_client: httpx.AsyncClient, settings: Settings, admin_headers: dict[str, str], stripe_url: str
+) -> None:
+    assert (await healthy(app_client, admin_headers)).status_code == 200
+    window_s = 0.5
+    async with api_for(settings.model_copy(update={"health_cache_s": window_s})) as client:
+        before = stripe_health_calls(stripe_url)
+        assert (await client.get(REPORT, headers=admin_headers)).status_code == 200
+        await asyncio.sleep(window_s + 0.3)
+        assert (await client.get(REPORT, headers=admin_headers)).status_code == 200
+        assert stripe_health_calls(stripe_url) - before == 2

@@ -19,8 +19,8 @@ from api.app import create_app
 from api.portal.columns import COLUMNS_COOKIE, ColumnLayout
 from infra.settings import Settings
 from tests.browser.portal_seed import PASSWORD, TEMPORAL_UI, PortalSeed, seed_portal
+from tests.conftest import ADMIN_PASSWORD, TEST_SECRETS
 
-ADMIN_PASSWORD = "Portail-admin-2026!"
 CSRF_RE = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 
 
@@ -40,6 +40,7 @@ async def portal(database_url: str) -> AsyncIterator[Portal]:
         temporal_ui_url=TEMPORAL_UI,
         bootstrap_admin_email=admin_email,
         bootstrap_admin_password=ADMIN_PASSWORD,
+        **TEST_SECRETS,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):

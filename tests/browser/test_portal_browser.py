@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from infra.processes import ManagedProcess, free_port, http_ready
 from tests.browser.portal_seed import PASSWORD, TEMPORAL_UI, PortalSeed, seed_portal
-from tests.conftest import LOG_DIR, migrate
+from tests.conftest import LOG_DIR, migrate, secret_environment
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -75,7 +75,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PortalServer]:
             "SIMFLOW_TEMPORAL_UI_URL": TEMPORAL_UI,
             "SIMFLOW_TEMPORAL_ADDRESS": "127.0.0.1:9",  # the pages never need Temporal
             "SIMFLOW_BOOTSTRAP_ADMIN_EMAIL": "portal-browser-admin@test.simflow",
-            "SIMFLOW_BOOTSTRAP_ADMIN_PASSWORD": "Portail-admin-2026!",
+            **secret_environment(),
         },
         log_path=LOG_DIR / "portal-browser-api.log",
     ).start(timeout_s=60)

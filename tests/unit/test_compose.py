@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from infra.processes import SEARCH_ATTRIBUTES, ManagedProcess, free_port, tcp_ready
 from infra.settings import Settings
@@ -48,10 +49,16 @@ APP_ENV = {
     "SIMFLOW_STRIPE_SECRET_KEY",
     "SIMFLOW_STRIPE_WEBHOOK_SECRET",
     "SIMFLOW_JWT_SECRET",
+    "SIMFLOW_SECRETS_KEY",
+    "SIMFLOW_SNAIC_CALLBACK_SECRET",
     "SIMFLOW_PUBLIC_BASE_URL",
     "SIMFLOW_TEMPORAL_UI_URL",
 }
 SECRET_NAME = re.compile(r"PASSWORD|PWD|SECRET|TOKEN|_KEY$")
+# Every secret of the application: the settings typed SecretStr, by their environment variable.
+SECRET_SETTINGS = sorted(
+    f"SIMFLOW_{name}".upper() for name, field in Settings.model_fields.items() if field.annotation is SecretStr
+)
 # What an operator exports before `docker compose up` (see the header of docker-compose.yml).
 OPERATOR_ENV = {
     "POSTGRES_PASSWORD": "pg-pass",
@@ -62,6 +69,8 @@ OPERATOR_ENV = {
     "SIMFLOW_STRIPE_SECRET_KEY": "sk-from-vault",
     "SIMFLOW_STRIPE_WEBHOOK_SECRET": "whsec-from-vault",
     "SIMFLOW_JWT_SECRET": "jwt-from-vault",
+    "SIMFLOW_SECRETS_KEY": "secrets-key-from-vault",
+    "SIMFLOW_SNAIC_CALLBACK_SECRET": "snaic-callback-from-vault",
     "SIMFLOW_BOOTSTRAP_ADMIN_EMAIL": "admin@example.fr",
     "SIMFLOW_BOOTSTRAP_ADMIN_PASSWORD": "admin-from-vault",
 }
@@ -233,6 +242,8 @@ def test_settings_read_the_container_environment(
     assert settings.cfast_url == OPERATOR_ENV["SIMFLOW_CFAST_URL"]
     assert settings.stripe_secret_key.get_secret_value() == OPERATOR_ENV["SIMFLOW_STRIPE_SECRET_KEY"]
     assert settings.jwt_secret.get_secret_value() == OPERATOR_ENV["SIMFLOW_JWT_SECRET"]
+    assert settings.secrets_key.get_secret_value() == OPERATOR_ENV["SIMFLOW_SECRETS_KEY"]
+    assert settings.snaic_callback_secret.get_secret_value() == OPERATOR_ENV["SIMFLOW_SNAIC_CALLBACK_SECRET"]
     assert settings.bootstrap_admin_password.get_secret_value() == OPERATOR_ENV["SIMFLOW_BOOTSTRAP_ADMIN_PASSWORD"]
 
 
@@ -269,6 +280,8 @@ def test_healthchecks(services: dict[str, dict[str, Any]]) -> None:
     for name in ("postgresql", "temporal", "api"):
         assert services[name]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
     assert "pg_isready" in services["postgresql"]["healthcheck"]["test"]
+    # Liveness of the API process: the public /healthz, which never depends on the other systems.
+    assert any("/healthz" in part for part in services["api"]["healthcheck"]["test"])
 
 
 def test_start_order(services: dict[str, dict[str, Any]]) -> None:
@@ -313,6 +326,33 @@ def test_no_hard_coded_secrets(raw: dict[str, Any]) -> None:
         url = (service.get("environment") or {}).get("SIMFLOW_DATABASE_URL")
         if url is not None:
             assert "${POSTGRES_PASSWORD:?" in url
+
+
+def test_secret_settings_are_known() -> None:
+    assert {
+        "SIMFLOW_JWT_SECRET",
+        "SIMFLOW_SECRETS_KEY",
+        "SIMFLOW_SNAIC_CALLBACK_SECRET",
+        "SIMFLOW_STRIPE_WEBHOOK_SECRET",
+        "SIMFLOW_STRIPE_SECRET_KEY",
+        "SIMFLOW_BOOTSTRAP_ADMIN_PASSWORD",
+    } <= set(SECRET_SETTINGS)
+
+
+@pytest.mark.parametrize("service", ["api", "worker", "migrate"])
+@pytest.mark.parametrize("variable", SECRET_SETTINGS)
+def test_every_secret_setting_is_required_with_no_literal_value(
+    raw: dict[str, Any], service: str, variable: str
+) -> None:
+    """Each application service gets every secret from the operator's environment: absent, the setting's
+    value would be its development default (empty: the API and the worker refuse to start), and a literal
+    value would be a secret published with the repository."""
+    env = raw["services"][service]["environment"]
+    assert variable in env, f"{service}: {variable} is not passed"
+    assert re.fullmatch(rf"\$\{{{variable}:\?[^}}]+\}}", str(env[variable])), (
+        f"{service}.{variable} must be ${{{variable}:?…}}, not {env[variable]!r}"
+    )
+    assert variable in OPERATOR_ENV, "the operator's example environment sets it"
 
 
 @pytest.mark.parametrize("missing", sorted(OPERATOR_ENV))
