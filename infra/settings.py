@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     rate_limit_topups_per_principal: int = 600
     rate_limit_topups_per_line: int = 100
     api_key_touch_interval_s: int = 60
+    # Request bodies are refused beyond these sizes (413) before authentication and parsing: every route,
+    # and the routes that take a file (`api.limits.UPLOAD_PATHS`, files of at most 5 MiB plus the form).
+    max_request_body_bytes: int = 1024 * 1024
+    max_upload_body_bytes: int = 6 * 1024 * 1024
     # Webhook targets that may resolve to loopback/private addresses (local development and tests only),
     # as host names, IP addresses or CIDR networks.
     webhook_allowed_hosts: list[str] = Field(default_factory=list)

