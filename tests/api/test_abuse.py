@@ -8,6 +8,7 @@ import asyncio
 import csv
 import io
 import itertools
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -283,17 +284,28 @@ async def test_password_reset_requests_are_limited_per_address(settings: Setting
 
 async def test_a_stranger_cannot_lock_the_owner_out(settings: Settings, db: Db, tenant: Tenant) -> None:
     email, _ = await add_staff_member(db, org_id=tenant.org_id)
-    async with other_app(settings) as attacker, other_app(settings) as owner:
+    stranger = random_ip()
+    async with (
+        other_app(settings, client_ip=stranger) as attacker,
+        other_app(settings, client_ip=stranger) as attacker_elsewhere,  # another API process, same address
+        other_app(settings) as owner,
+    ):
         for _ in range(settings.login_max_failures):
             assert_problem(await token_response(attacker, email, "Wrong-password-1!"), 401)
-        # the attacker's address is locked out of this account, even with the right password
-        refused = await token_response(attacker, email, STRONG_PASSWORD)
-        assert_problem(refused, 401)
-        assert refused.json()["code"] == "authentication_failed"
-        # the owner, from another address, still logs in
+        # the stranger's address is locked out of this account, even with the right password, on every API
+        for client in (attacker, attacker_elsewhere):
+            refused = await token_response(client, email, STRONG_PASSWORD)
+            assert_problem(refused, 401)
+            assert refused.json()["code"] == "authentication_failed"
+        # the owner, from another address, still logs in: API and portal
         assert (await token_response(owner, email, STRONG_PASSWORD)).status_code == 200
-        portal = await owner.post("/portal/login", data={"email": email, "password": STRONG_PASSWORD})
-        assert portal.status_code != 401
+        page = await owner.get("/portal/login")
+        match = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', page.text)
+        assert match, "no csrf_token in the login page"
+        signed_in = await owner.post(
+            "/portal/login", data={"email": email, "password": STRONG_PASSWORD, "csrf_token": match.group(1)}
+        )
+        assert signed_in.status_code == 303, signed_in.text
 
 
 async def test_guessing_one_account_from_many_addresses_is_slowed_down(
