@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api import portal
 from api.deps import AppState
 from api.guard import access_guard, install_security
+from api.limits import BodySizeLimitMiddleware
 from api.portal import bulk as portal_bulk
 from api.portal import imports as portal_imports
 from api.portal import recharges as portal_recharges
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(portal_imports.router)
     for security_router in (api_keys.router, staff.router, audit.router, webhooks.router, webhooks.events_router):
         app.include_router(security_router)
+    app.add_middleware(BodySizeLimitMiddleware)  # inside the request context (request id), before everything else
     install_security(app)
     STATIC_DIR.mkdir(exist_ok=True)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

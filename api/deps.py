@@ -54,9 +54,12 @@ class AppState:
     sessionmaker: async_sessionmaker[AsyncSession]
     _temporal: Client | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    limiter: RateLimiter = field(default_factory=RateLimiter)
     api_key_touched: dict[str, float] = field(default_factory=dict)
     health_report: CachedAnswer = field(default_factory=CachedAnswer)
+    limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.sessionmaker)  # in the database: shared by every API process
 
     async def temporal(self) -> Client:
         """Connects on first use, so the API starts (and reports it in /healthz) while Temporal is down."""

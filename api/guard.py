@@ -285,9 +285,11 @@ async def access_guard(
         settings, limiter = state.settings, state.limiter
         window = settings.rate_limit_window_s
         who = f"topup:principal:{principal.kind}:{principal.subject_id}"
-        limiter.take(who, settings.rate_limit_topups_per_principal, window, "trop de recharges")
+        await limiter.take(who, settings.rate_limit_topups_per_principal, window, "trop de recharges")
         for name, value in targets.items():
-            limiter.take(f"topup:{name}:{value}", settings.rate_limit_topups_per_line, window, "trop de recharges")
+            await limiter.take(
+                f"topup:{name}:{value}", settings.rate_limit_topups_per_line, window, "trop de recharges"
+            )
 
     note: dict[str, Any] = {}
     token = _note.set(note)
@@ -369,7 +371,7 @@ class RequestContextMiddleware:
         try:
             if throttle and state is not None:
                 settings = state.settings
-                wait = state.limiter.retry_after(
+                wait = await state.limiter.retry_after(
                     f"login-failures:{ip}", settings.rate_limit_login_failures_per_ip, settings.rate_limit_window_s
                 )
                 if wait is not None:
@@ -377,7 +379,7 @@ class RequestContextMiddleware:
                     return
             await self.app(scope, receive, send_with_id)
             if throttle and state is not None and status_holder.get("status") == 401:
-                state.limiter.hit(f"login-failures:{ip}", state.settings.rate_limit_window_s)
+                await state.limiter.hit(f"login-failures:{ip}", state.settings.rate_limit_window_s)
         finally:
             if settings_token is not None:
                 reset_request_settings(settings_token)
@@ -428,6 +430,7 @@ PROBLEM_DESCRIPTIONS = {
     "403": "Action non autorisée pour cet appelant",
     "404": "Objet introuvable (ou hors du périmètre de l'appelant)",
     "409": "Conflit",
+    "413": "Corps de requête trop volumineux (avant toute authentification)",
     "422": "Données invalides",
     "429": "Trop de requêtes (voir Retry-After)",
     "503": "Base de données momentanément indisponible (voir Retry-After)",

@@ -1,9 +1,16 @@
 """Password authentication shared by the token endpoint and the portal login forms.
 
-One function, `authenticate`, checks the password (argon2), the lockout (5 failures → 30 minutes by
-default, `SIMFLOW_LOGIN_MAX_FAILURES` / `SIMFLOW_LOGIN_LOCK_MINUTES`) and, when the account has 2FA, the
-TOTP or backup code. Every outcome is audited; failures are committed even though the caller then
+One function, `authenticate`, checks the password (argon2), the throttles and, when the account has 2FA,
+the TOTP or backup code. Every outcome is audited; failures are committed even though the caller then
 raises. Unknown account, wrong password, locked account and wrong second factor get the same message.
+
+Wrong passwords cannot be turned against the owner: they lock one (account, client address) pair (5
+failures within 30 minutes by default, `SIMFLOW_LOGIN_MAX_FAILURES` / `SIMFLOW_LOGIN_LOCK_MINUTES`), never
+the account, so a stranger locks out only themselves. Against guessing from many addresses, the account as
+a whole gets a short progressive delay beyond `login_account_free_failures` failures in the same window
+(429 with Retry-After: 1 s, 2 s, 4 s… at most `login_account_max_delay_s`). Both are counted by e-mail
+address in the shared rate-limit table (`api.ratelimit`), known account or not, so neither reveals which
+addresses have an account. A wrong second factor (the password was right) still locks the account itself.
 
 `change_own_password` is the password change of the API (`/auth/password/change`) and of the portal
 (`/portal/password`, where an account whose password an administrator set is sent until it is done):
@@ -13,6 +20,7 @@ password, the forced-change flag cleared, every token issued before revoked.
 
 from __future__ import annotations
 
+import math
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,8 +29,9 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.authz import PrincipalKind
-from domain.audit import AuditEntry, record
-from domain.errors import AuthenticationFailed, PermissionDenied, TotpRequired, ValidationFailed
+from api.ratelimit import RateLimiter
+from domain.audit import AuditEntry, current_context, record
+from domain.errors import AuthenticationFailed, PermissionDenied, RateLimited, TotpRequired, ValidationFailed
 from domain.models import RefreshToken, StaffUser
 from domain.security import verify_password
 from domain.services.accounts import (
@@ -58,9 +67,11 @@ def reset_request_settings(token: Token[Settings | None]) -> None:
 
 @dataclass(frozen=True)
 class LoginPolicy:
-    max_failures: int
+    max_failures: int  # per (account, client address) within `lock`
     lock: timedelta
     keys: AccountKeys
+    account_free_failures: int = 10  # per account, any address, within `lock`, before the delay
+    account_max_delay_s: int = 60
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoginPolicy:
@@ -68,7 +79,52 @@ class LoginPolicy:
             max_failures=settings.login_max_failures,
             lock=timedelta(minutes=settings.login_lock_minutes),
             keys=AccountKeys.from_secret(settings.secrets_key.get_secret_value()),
+            account_free_failures=settings.login_account_free_failures,
+            account_max_delay_s=settings.login_account_max_delay_s,
         )
+
+
+@dataclass(frozen=True)
+class LoginThrottle:
+    """The failure counters of one login attempt: the (account, address) pair and the account."""
+
+    limiter: RateLimiter
+    policy: LoginPolicy
+    email: str
+    source: str
+
+    @property
+    def pair_key(self) -> str:
+        return f"login:{self.email}|{self.source}"
+
+    @property
+    def account_key(self) -> str:
+        return f"login-account:{self.email}"
+
+    @property
+    def window_s(self) -> float:
+        return self.policy.lock.total_seconds()
+
+    async def pair_locked(self) -> bool:
+        return await self.limiter.retry_after(self.pair_key, self.policy.max_failures, self.window_s) is not None
+
+    async def account_delay(self) -> int | None:
+        """Seconds this attempt must still wait, when the account has had too many failures lately."""
+        count, last = await self.limiter.recent(self.account_key, self.window_s)
+        if count < self.policy.account_free_failures or last is None:
+            return None
+        delay = min(self.policy.account_max_delay_s, 2 ** min(count - self.policy.account_free_failures, 16))
+        wait = last + delay - self.limiter.clock()
+        return math.ceil(wait) if wait > 0 else None
+
+    async def failed(self) -> bool:
+        """Counts a wrong password; True when this failure locks the pair."""
+        await self.limiter.hit(self.account_key, self.window_s)
+        await self.limiter.hit(self.pair_key, self.window_s)
+        return await self.pair_locked()
+
+    async def succeeded(self, session: AsyncSession) -> None:
+        await self.limiter.reset(self.pair_key, session)
 
 
 @dataclass(frozen=True)
@@ -104,10 +160,12 @@ async def audit_auth(
     )
 
 
-async def _fail(session: AsyncSession, email: str, account: Account | None, reason: str, locked: bool) -> None:
-    await audit_auth(session, "auth.login", "failure", email, account, reason=reason)
+async def _fail(
+    session: AsyncSession, email: str, account: Account | None, reason: str, locked: bool, **details: object
+) -> None:
+    await audit_auth(session, "auth.login", "failure", email, account, reason=reason, **details)
     if locked:
-        await audit_auth(session, "auth.account_locked", "ok", email, account)
+        await audit_auth(session, "auth.account_locked", "ok", email, account, **details)
     await session.commit()
 
 
@@ -117,23 +175,36 @@ async def authenticate(
     password: str,
     totp: str | None = None,
     *,
+    limiter: RateLimiter,
+    source: str | None = None,
     policy: LoginPolicy | None = None,
 ) -> Authenticated:
-    """Checks a staff member's or end user's password (and second factor). Raises AuthenticationFailed
-    (TotpRequired when the password is right but the account's 2FA code is missing)."""
+    """Checks a staff member's or end user's password (and second factor) from the client address
+    `source` (the request's, from the audit context, when not given). Raises AuthenticationFailed
+    (TotpRequired when the password is right but the account's 2FA code is missing; RateLimited while
+    the account's progressive delay runs)."""
     policy = policy or LoginPolicy.from_settings(_request_settings.get() or get_settings())
+    source = source or current_context().ip or "unknown"
+    throttle = LoginThrottle(limiter, policy, email.strip().lower()[:320], source)
     now = datetime.now(UTC)
+    if await throttle.pair_locked():
+        await _fail(session, email, await find_account(session, email), "locked", False, source=source)
+        raise AuthenticationFailed(None, INVALID)
+    wait = await throttle.account_delay()
+    if wait is not None:
+        await _fail(session, email, await find_account(session, email), "throttled", False, source=source)
+        raise RateLimited(None, f"trop de tentatives sur ce compte : réessayez dans {wait} s", wait)
     account = await find_account(session, email)
     if account is None:
         verify_password(None, password)  # same work as for a real account
-        await _fail(session, email, None, "unknown_account", False)
+        await _fail(session, email, None, "unknown_account", await throttle.failed(), source=source)
         raise AuthenticationFailed(None, INVALID)
-    if is_locked(account, now):
-        await _fail(session, email, account, "locked", False)
+    if is_locked(account, now):  # by wrong second factors: the password was known
+        await _fail(session, email, account, "locked", False, source=source)
         raise AuthenticationFailed(None, INVALID)
     if not verify_password(account.password_hash, password) or not account.active:
-        locked = register_failure(account, now, policy.max_failures, policy.lock)
-        await _fail(session, email, account, "bad_password" if account.active else "inactive", locked)
+        locked = await throttle.failed()
+        await _fail(session, email, account, "bad_password" if account.active else "inactive", locked, source=source)
         raise AuthenticationFailed(None, INVALID)
     second_factor = None
     if account.totp_enabled:
@@ -145,6 +216,7 @@ async def authenticate(
             await _fail(session, email, account, "bad_second_factor", locked)
             raise AuthenticationFailed(None, INVALID)
     clear_failures(account, now)
+    await throttle.succeeded(session)
     await audit_auth(session, "auth.login", "ok", email, account, second_factor=second_factor)
     return Authenticated(
         kind_of(account), account.id, account.email, account.must_change_password, second_factor=second_factor

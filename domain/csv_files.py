@@ -1,12 +1,14 @@
 """The `;`-separated files operators and staff hand us (SIM order file, bulk edits, AccountStatus): decoding,
-header check, records numbered by their line in the file, and the per-row report. Pure: no I/O, no database.
+header check, records numbered by their line in the file, and the per-row report; and the files we hand back
+(exports, reports), written through `write_csv` only. Pure: no I/O, no database.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from domain.errors import ValidationFailed
@@ -52,3 +54,31 @@ def read_csv_records(
     except csv.Error as exc:
         raise ValidationFailed("file", f"fichier CSV illisible : {exc}") from exc
     return rows
+
+
+# --- files we hand back -------------------------------------------------------------------------------
+
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A cell a spreadsheet shows as text, never runs (OWASP "CSV injection"): a text starting with
+    = + - @, tab or CR gets a leading single quote. Numbers, and texts that are only a signed decimal
+    number ("-1.50"), are left alone: a spreadsheet reads them as the number, not as a formula."""
+    if value is None:
+        return ""
+    if not isinstance(value, str) or not value.startswith(FORMULA_TRIGGERS) or _PLAIN_NUMBER.fullmatch(value):
+        return value
+    return "'" + value
+
+
+def write_csv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """`;`-separated, CRLF, UTF-8 with BOM (what French spreadsheets open correctly), every cell through
+    `spreadsheet_safe`."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
+    writer.writerow([spreadsheet_safe(h) for h in header])
+    for row in rows:
+        writer.writerow([spreadsheet_safe(v) for v in row])
+    return "\ufeff" + buffer.getvalue()

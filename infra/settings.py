@@ -58,16 +58,28 @@ class Settings(BaseSettings):
     # Key material for secrets kept at rest (TOTP seeds, webhook signing secrets) and keyed hashes.
     secrets_key: SecretStr = SecretStr("")
     refresh_ttl_days: int = 14
+    # Wrong passwords lock one (account, client address) pair: `login_max_failures` within
+    # `login_lock_minutes` refuse that address for that account until the oldest of them is that old.
     login_max_failures: int = 5
     login_lock_minutes: int = 30
+    # On one account from any address: beyond this many failures within `login_lock_minutes`, each attempt
+    # waits (429) 1 s, 2 s, 4 s… after the previous failure, at most `login_account_max_delay_s`.
+    login_account_free_failures: int = 10
+    login_account_max_delay_s: int = 60
     password_reset_ttl_minutes: int = 60
-    # Rate limits (per API process): failed logins per client IP, 2FA codes per account, top-up creations.
+    # Rate limits (kept in the database, shared by every API process): failed logins per client IP, password
+    # reset requests per client IP (per 15 windows), 2FA codes per account, top-up creations.
     rate_limit_window_s: int = 60
     rate_limit_login_failures_per_ip: int = 20
+    rate_limit_password_resets_per_ip: int = 10
     rate_limit_otp_per_account: int = 5
     rate_limit_topups_per_principal: int = 600
     rate_limit_topups_per_line: int = 100
     api_key_touch_interval_s: int = 60
+    # Request bodies are refused beyond these sizes (413) before authentication and parsing: every route,
+    # and the routes that take a file (`api.limits.UPLOAD_PATHS`, files of at most 5 MiB plus the form).
+    max_request_body_bytes: int = 1024 * 1024
+    max_upload_body_bytes: int = 6 * 1024 * 1024
     # Webhook targets that may resolve to loopback/private addresses (local development and tests only),
     # as host names, IP addresses or CIDR networks.
     webhook_allowed_hosts: list[str] = Field(default_factory=list)

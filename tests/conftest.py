@@ -217,6 +217,7 @@ def settings(
         # Every test request comes from one client address: the per-IP login throttle is tested with its
         # own app (tests/api/test_security_auth.py), not left to trip over the rest of the suite.
         rate_limit_login_failures_per_ip=100_000,
+        rate_limit_password_resets_per_ip=100_000,  # likewise (tests/api/test_abuse.py)
         # Session fixtures log in once; a loaded CI machine can run the suite longer than a normal token lives.
         jwt_ttl_minutes=600,
         # A test that creates the worker's schedules must not have the OCS first-usage scan (every

@@ -146,7 +146,13 @@ async def login_submit(
     target = safe_next(next)
     try:
         who = await authenticate(
-            session, email, password, totp.strip() or None, policy=LoginPolicy.from_settings(settings)
+            session,
+            email,
+            password,
+            totp.strip() or None,
+            limiter=request.app.state.simflow.limiter,
+            source=request.client.host if request.client else None,
+            policy=LoginPolicy.from_settings(settings),
         )
     except TotpRequired:
         return _login_page(

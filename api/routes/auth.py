@@ -179,9 +179,9 @@ async def _account_of(session: SessionDep, principal: Principal) -> Account:
     return account
 
 
-def _otp_budget(state: StateDep, account: Account) -> None:
+async def _otp_budget(state: StateDep, account: Account) -> None:
     settings = state.settings
-    state.limiter.take(
+    await state.limiter.take(
         f"otp:{account.id}", settings.rate_limit_otp_per_account, settings.rate_limit_window_s, "trop de codes"
     )
 
@@ -191,14 +191,21 @@ def _otp_budget(state: StateDep, account: Account) -> None:
 
 @router.post("/token", response_model=TokenResponse)
 async def token(
-    request: Request, form: Annotated[PasswordForm, Depends()], session: SessionDep, settings: SettingsDep
+    request: Request, form: Annotated[PasswordForm, Depends()], session: SessionDep, state: StateDep
 ) -> TokenResponse:
+    settings = state.settings
     if request.headers.get("X-API-Key"):
         await audit_auth(session, "auth.login", "failure", form.username, None, reason="api_key_presented")
         await session.commit()
         raise AuthenticationFailed(None, "une clé d'API ne permet pas de se connecter")
     who = await authenticate(
-        session, form.username, form.password, form.totp, policy=LoginPolicy.from_settings(settings)
+        session,
+        form.username,
+        form.password,
+        form.totp,
+        limiter=state.limiter,
+        source=request.client.host if request.client else None,
+        policy=LoginPolicy.from_settings(settings),
     )
     account = await get_account(session, who.kind.value, who.subject_id)
     assert account is not None
@@ -298,14 +305,20 @@ async def change_password(
 
 
 @router.post("/password/forgot", status_code=202, response_model=Accepted)
-async def forgot_password(body: PasswordForgot, session: SessionDep, state: StateDep) -> Accepted:
+async def forgot_password(body: PasswordForgot, request: Request, session: SessionDep, state: StateDep) -> Accepted:
     """Always the same answer, whether the account exists or not; the link (valid 1 hour, once) goes
-    to the account's address."""
+    to the account's address. Each client address has a budget of requests (429 beyond, whatever the
+    account); each account gets at most 3 messages per 15 windows (silently: the answer must not differ)."""
     settings = state.settings
     email = str(body.email).lower()
-    if state.limiter.retry_after(f"reset:{email}", 3, settings.rate_limit_window_s * 15) is not None:
-        return Accepted(detail=RESET_ACCEPTED)  # silently: the answer must not differ
-    state.limiter.hit(f"reset:{email}", settings.rate_limit_window_s * 15)
+    window = settings.rate_limit_window_s * 15
+    address = request.client.host if request.client else "unknown"
+    await state.limiter.take(
+        f"reset-ip:{address}", settings.rate_limit_password_resets_per_ip, window, "trop de demandes"
+    )
+    if await state.limiter.retry_after(f"reset:{email}", 3, window) is not None:
+        return Accepted(detail=RESET_ACCEPTED)
+    await state.limiter.hit(f"reset:{email}", window)
     account = await find_account(session, email)
     if account is None or not account.active:
         await audit_auth(session, "auth.password_reset_requested", "unknown_account", email, None)
@@ -373,7 +386,7 @@ async def totp_confirm(body: CodeConfirm, principal: PrincipalDep, session: Sess
         raise AlreadyExists(None, "la double authentification est déjà active")
     if not account.totp_secret_encrypted:
         raise ValidationFailed("code", "commencez par /2fa/setup")
-    _otp_budget(state, account)
+    await _otp_budget(state, account)
     keys = _keys(state.settings)
     if not verify_totp(keys, account, body.code):
         raise ValidationFailed("code", "code incorrect ou expiré")
@@ -387,7 +400,7 @@ async def _second_factor(state: StateDep, session: SessionDep, account: Account,
     await confirm_password(session, state.settings, account, body.password)
     if not account.totp_enabled:
         raise ValidationFailed("code", "la double authentification n'est pas active")
-    _otp_budget(state, account)
+    await _otp_budget(state, account)
     if await verify_second_factor(session, _keys(state.settings), account, body.code) is None:
         raise ValidationFailed("code", "code incorrect ou expiré")
 

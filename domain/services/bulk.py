@@ -6,15 +6,14 @@ Services take the session and never commit: the request owns the transaction.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.csv_files import write_csv
 from domain.enums import BULK_KIND_LABELS_FR, SIM_STATUS_LABELS_FR, BulkItemStatus, BulkOperationKind
 from domain.errors import NotFound, ValidationFailed
 from domain.identifiers import InvalidIdentifier, normalize_iccid
@@ -200,16 +199,6 @@ def read_details_csv(content: bytes) -> list[tuple[str, dict[str, Any]]]:
 # --- CSV ---------------------------------------------------------------------------------------------
 
 
-def _csv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """`;`-separated, UTF-8 with BOM (what French spreadsheets open correctly)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
-    return "\ufeff" + buffer.getvalue()
-
-
 STATUS_LABELS = {
     BulkItemStatus.PENDING: "en attente",
     BulkItemStatus.SUCCEEDED: "réussie",
@@ -220,7 +209,7 @@ STATUS_LABELS = {
 
 def bulk_report_csv(operation: BulkOperation, items: Sequence[BulkOperationItem]) -> str:
     label = BULK_KIND_LABELS_FR.get(operation.kind, operation.kind.value)
-    return _csv(
+    return write_csv(
         ("position", "iccid", "operation", "resultat", "detail", "workflow_id", "ligne", "termine_le"),
         (
             (
@@ -279,4 +268,4 @@ def _export_value(sim: SimCard, column: str) -> object:
 def export_sims_csv(sims: Sequence[SimCard], columns: Sequence[str] | None = None) -> str:
     """The seed's "Exporter": the chosen columns, in the chosen order."""
     chosen = [c for c in (columns or EXPORT_COLUMNS) if c in EXPORT_COLUMNS] or list(EXPORT_COLUMNS)
-    return _csv([EXPORT_COLUMNS[c] for c in chosen], ([_export_value(s, c) for c in chosen] for s in sims))
+    return write_csv([EXPORT_COLUMNS[c] for c in chosen], ([_export_value(s, c) for c in chosen] for s in sims))

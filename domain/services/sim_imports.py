@@ -6,14 +6,12 @@ Services take the session and never commit: the caller owns the transaction.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.csv_files import RowReport
+from domain.csv_files import RowReport, write_csv
 from domain.models import SimImport
 from domain.services.sims import ImportReport, import_sims
 
@@ -97,9 +95,7 @@ async def record_import(
 
 def errors_csv(record: SimImport) -> str:
     """The error report: one line per problem (row, ICCID, field, reason), `;`, UTF-8 with BOM."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
-    writer.writerow(["ligne", "iccid", "champ", "motif"])
-    for error in record.errors:
-        writer.writerow([error.get("row"), error.get("iccid"), error.get("field"), error.get("reason")])
-    return "\ufeff" + buffer.getvalue()
+    return write_csv(
+        ["ligne", "iccid", "champ", "motif"],
+        ([error.get("row"), error.get("iccid"), error.get("field"), error.get("reason")] for error in record.errors),
+    )

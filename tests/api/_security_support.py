@@ -4,6 +4,7 @@ settings (low rate limits, webhook allow-list), TOTP codes away from a step boun
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -94,13 +95,22 @@ async def bearer(client: httpx.AsyncClient, email: str, password: str = STRONG_P
 
 
 @asynccontextmanager
-async def other_app(settings: Settings, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """A second API on the same database with other settings (its own rate limiter)."""
+async def other_app(
+    settings: Settings, *, client_ip: str | None = None, **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A second API on the same database with other settings. Rate limits are kept in the database, shared
+    by every API: each such app's client comes from its own address (`client_ip`, random by default), so
+    one test's failed logins do not count against another's."""
     app = create_app(settings.model_copy(update=overrides))
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app, client=(client_ip or random_ip(), 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://simflow.test") as client:
             yield client
+
+
+def random_ip() -> str:
+    """A private address (10/8), a new one per call in practice."""
+    return f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
 
 
 async def steady_totp_moment(margin_s: float = 3.0) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -13,6 +14,7 @@ from api.ratelimit import RateLimiter
 from domain.authz import Action, Area, Principal, PrincipalKind, TenantChain, authorize, validate_permissions
 from domain.enums import StaffRole
 from domain.errors import NotFound, PermissionDenied, RateLimited, ValidationFailed
+from domain.models import RateLimitHit
 from domain.security import (
     API_KEY_PATTERN,
     SecretBox,
@@ -26,6 +28,7 @@ from domain.security import (
     totp_match_step,
     verify_password,
 )
+from infra.db import create_engine, create_sessionmaker
 from integrations.webhooks import AllowList, TargetRejected, is_public_address, parse_target, resolve_target
 
 # --- SSRF ----------------------------------------------------------------------------------------------
@@ -223,16 +226,22 @@ def test_authorize_subtree_siblings_and_areas() -> None:
         authorize(key, Action.WRITE, sibling)  # outside the subtree: not found, even for a write
 
 
-def test_rate_limiter_window_and_retry_after() -> None:
+async def test_rate_limiter_window_and_retry_after(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'limits.db'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(RateLimitHit.__table__.create)
     now = [1000.0]
-    limiter = RateLimiter(clock=lambda: now[0])
-    for _ in range(3):
-        limiter.take("k", 3, 60)
-    with pytest.raises(RateLimited) as raised:
-        limiter.take("k", 3, 60)
-    assert raised.value.retry_after_s == 60
-    now[0] += 30
-    assert limiter.retry_after("k", 3, 60) == 30
-    now[0] += 31
-    limiter.take("k", 3, 60)
-    assert limiter.retry_after("other", 1, 60) is None
+    limiter = RateLimiter(create_sessionmaker(engine), clock=lambda: now[0])
+    try:
+        for _ in range(3):
+            await limiter.take("k", 3, 60)
+        with pytest.raises(RateLimited) as raised:
+            await limiter.take("k", 3, 60)
+        assert raised.value.retry_after_s == 60
+        now[0] += 30
+        assert await limiter.retry_after("k", 3, 60) == 30
+        now[0] += 31
+        await limiter.take("k", 3, 60)
+        assert await limiter.retry_after("other", 1, 60) is None
+    finally:
+        await engine.dispose()
