@@ -429,6 +429,19 @@ PROBLEM_DESCRIPTIONS = {
     "409": "Conflit",
     "422": "Données invalides",
     "429": "Trop de requêtes (voir Retry-After)",
+    "503": "Service momentanément indisponible (voir Retry-After)",
+}
+# Only where the operation takes a body.
+BODY_PROBLEM_DESCRIPTIONS = {"413": "Corps de requête trop volumineux"}
+
+# The access token as the HTTP bearer scheme it is (RFC 6750), next to the OAuth2 password flow that
+# obtains it: OpenAPI tools that do not run OAuth2 flows (schemathesis among them) then know which header
+# carries the credentials.
+BEARER_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+    "description": "Jeton d'accès obtenu par /api/v1/auth/token, dans l'en-tête Authorization",
 }
 
 
@@ -440,6 +453,7 @@ def _customise_openapi(app: FastAPI) -> None:
             return app.openapi_schema
         schema = original()
         schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        schema["components"].setdefault("securitySchemes", {})["HTTPBearer"] = BEARER_SCHEME
         problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
         for path, operations in schema.get("paths", {}).items():
             rule = rule_for(path)
@@ -447,12 +461,16 @@ def _customise_openapi(app: FastAPI) -> None:
                 if not isinstance(operation, dict) or method.upper() not in {"GET", "POST", "PUT", "PATCH", "DELETE"}:
                     continue
                 responses = operation.setdefault("responses", {})
-                for code in PROBLEM_DESCRIPTIONS:
+                descriptions = PROBLEM_DESCRIPTIONS | (BODY_PROBLEM_DESCRIPTIONS if "requestBody" in operation else {})
+                for code, description in descriptions.items():
                     existing = responses.get(code)
                     if existing is None or code == "422":
-                        responses[code] = {"description": PROBLEM_DESCRIPTIONS[code], "content": problem}
+                        responses[code] = {"description": description, "content": problem}
                 if rule.public:
                     operation.pop("security", None)
+                elif {"OAuth2PasswordBearer": []} in operation.get("security", []):
+                    at = operation["security"].index({"OAuth2PasswordBearer": []}) + 1
+                    operation["security"].insert(at, {"HTTPBearer": []})
         app.openapi_schema = schema
         return schema
 
