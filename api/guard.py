@@ -47,6 +47,7 @@ from api.deps import (
     resolve_principal,
 )
 from api.login import bind_request_settings, reset_request_settings
+from api.problems import DATABASE_UNAVAILABLE, problem, unavailable_problem
 from domain.audit import AuditEntry, bind_context, record, reset_context
 from domain.errors import AuthenticationFailed, NotFound, PasswordChangeRequired, PermissionDenied, ValidationFailed
 from domain.models import ApiKey
@@ -371,9 +372,14 @@ class RequestContextMiddleware:
         try:
             if throttle and state is not None:
                 settings = state.settings
-                wait = await state.limiter.retry_after(
-                    f"login-failures:{ip}", settings.rate_limit_login_failures_per_ip, settings.rate_limit_window_s
-                )
+                try:
+                    wait = await state.limiter.retry_after(
+                        f"login-failures:{ip}", settings.rate_limit_login_failures_per_ip, settings.rate_limit_window_s
+                    )
+                except DATABASE_UNAVAILABLE as exc:
+                    # Outside the app's exception handlers: answer the outage here, as they would.
+                    await unavailable_problem(Request(scope), exc)(scope, receive, send_with_id)
+                    return
                 if wait is not None:
                     await _too_many(send_with_id, wait)
                     return
@@ -388,7 +394,6 @@ class RequestContextMiddleware:
 
 
 async def _too_many(send: Send, wait: int) -> None:
-    from api.problems import problem
 
     response = problem(
         429,
@@ -433,7 +438,19 @@ PROBLEM_DESCRIPTIONS = {
     "413": "Corps de requête trop volumineux (avant toute authentification)",
     "422": "Données invalides",
     "429": "Trop de requêtes (voir Retry-After)",
-    "503": "Base de données momentanément indisponible (voir Retry-After)",
+    "503": "Service momentanément indisponible (voir Retry-After)",
+}
+# Only where the operation takes a body.
+BODY_PROBLEM_DESCRIPTIONS = {"413": "Corps de requête trop volumineux"}
+
+# The access token as the HTTP bearer scheme it is (RFC 6750), next to the OAuth2 password flow that
+# obtains it: OpenAPI tools that do not run OAuth2 flows (schemathesis among them) then know which header
+# carries the credentials.
+BEARER_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+    "description": "Jeton d'accès obtenu par /api/v1/auth/token, dans l'en-tête Authorization",
 }
 
 
@@ -445,6 +462,7 @@ def _customise_openapi(app: FastAPI) -> None:
             return app.openapi_schema
         schema = original()
         schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        schema["components"].setdefault("securitySchemes", {})["HTTPBearer"] = BEARER_SCHEME
         problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
         for path, operations in schema.get("paths", {}).items():
             rule = rule_for(path)
@@ -452,12 +470,16 @@ def _customise_openapi(app: FastAPI) -> None:
                 if not isinstance(operation, dict) or method.upper() not in {"GET", "POST", "PUT", "PATCH", "DELETE"}:
                     continue
                 responses = operation.setdefault("responses", {})
-                for code in PROBLEM_DESCRIPTIONS:
+                descriptions = PROBLEM_DESCRIPTIONS | (BODY_PROBLEM_DESCRIPTIONS if "requestBody" in operation else {})
+                for code, description in descriptions.items():
                     existing = responses.get(code)
                     if existing is None or code == "422":
-                        responses[code] = {"description": PROBLEM_DESCRIPTIONS[code], "content": problem}
+                        responses[code] = {"description": description, "content": problem}
                 if rule.public:
                     operation.pop("security", None)
+                elif {"OAuth2PasswordBearer": []} in operation.get("security", []):
+                    at = operation["security"].index({"OAuth2PasswordBearer": []}) + 1
+                    operation["security"].insert(at, {"HTTPBearer": []})
         app.openapi_schema = schema
         return schema
 

@@ -4,24 +4,29 @@ bulk operations. Requests forbid extra fields."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from api.schemas import Request, Response
+from api.schemas import ICCID, RIO_PATTERN, Request, Response, msisdn_field
 from domain.enums import BulkItemStatus, BulkOperationKind, BulkOperationStatus, LineStatus
 
 
 class PortInIn(Request):
-    msisdn: str = Field(min_length=6, max_length=20, description="Numéro porté (06/07, national ou E.164)")
-    rio: str = Field(min_length=12, max_length=16, description="Relevé d'identité opérateur (12 caractères)")
+    msisdn: str = msisdn_field("Numéro porté (06/07, national ou E.164)")
+    rio: str = Field(
+        min_length=12,
+        max_length=16,
+        json_schema_extra={"pattern": RIO_PATTERN},
+        description="Relevé d'identité opérateur (12 caractères) ; sa clé est vérifiée avec le numéro porté",
+    )
 
 
 class ActivationCreate(Request):
     company_id: str = Field(min_length=1, max_length=32)
     end_user_id: str | None = Field(default=None, max_length=32)
     plan_id: str = Field(min_length=1, max_length=32)
-    msisdn: str | None = Field(default=None, max_length=20, description="Numéro choisi dans les plages")
+    msisdn: str | None = msisdn_field("Numéro choisi dans les plages (exclusif de port_in)", default=None)
     port_in: PortInIn | None = None
 
     @model_validator(mode="after")
@@ -134,8 +139,8 @@ class OperationAccepted(BaseModel):
 class NumberRangeCreate(Request):
     org_id: str | None = None
     label: str = Field(min_length=1, max_length=200)
-    first_msisdn: str = Field(min_length=6, max_length=20)
-    last_msisdn: str = Field(min_length=6, max_length=20)
+    first_msisdn: str = msisdn_field("Premier numéro de la plage")
+    last_msisdn: str = msisdn_field("Dernier numéro : même longueur, après le premier, 1 000 000 de numéros au plus")
     carrier: str | None = Field(default=None, max_length=50)
 
 
@@ -152,13 +157,21 @@ class NumberRangeOut(Response):
 
 
 class BulkItemIn(Request):
-    iccid: str = Field(min_length=19, max_length=24)
+    iccid: Annotated[str, ICCID]
     params: dict[str, Any] = Field(default_factory=dict)
 
 
 class BulkCreate(Request):
+    model_config = ConfigDict(
+        json_schema_extra=lambda schema, cls: schema.update(
+            anyOf=[
+                {"required": ["iccids"], "properties": {"iccids": {"minItems": 1}}},
+                {"required": ["items"], "properties": {"items": {"minItems": 1}}},
+            ]
+        )
+    )
     kind: BulkOperationKind
-    iccids: list[str] = Field(default_factory=list, max_length=10_000)
+    iccids: list[Annotated[str, ICCID]] = Field(default_factory=list, max_length=10_000)
     items: list[BulkItemIn] = Field(default_factory=list, max_length=10_000)
     params: dict[str, Any] = Field(default_factory=dict)
     org_id: str | None = None

@@ -16,6 +16,7 @@ from sqlalchemy import Index, UniqueConstraint
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from domain.errors import (
     AlreadyExists,
@@ -32,6 +33,8 @@ from domain.identifiers import InvalidIdentifier
 from domain.models import Base
 
 log = structlog.get_logger()
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 STATUS_BY_ERROR: dict[type[DomainError], int] = {
     ValidationFailed: 422,
@@ -174,6 +177,18 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail), code=f"http_{exc.status_code}", headers=exc.headers)
 
+    @app.exception_handler(405)
+    async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette's router answers with the methods of the first route matching the path only; a path
+        # served by several routes (GET and POST /staff) must list them all (RFC 9110 § 15.5.6).
+        allowed = allowed_methods(request)
+        return problem(
+            405,
+            f"méthode {request.method} non autorisée ici (autorisées : {', '.join(allowed)})",
+            code="http_405",
+            headers={"Allow": ", ".join(allowed)},
+        )
+
     @app.exception_handler(DBAPIError)
     async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
         # A NUL character in a query parameter or form field (SQLSTATE 22021 on PostgreSQL) is bad input.
@@ -215,3 +230,13 @@ def unavailable_problem(request: Request, exc: Exception) -> JSONResponse:
         code="service_unavailable",
         headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
     )
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the application serves on the request's path, asked of the router itself."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator
+from fastapi import Path, Query
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
+from starlette.convertors import Convertor, register_url_convertor
 
 from domain.enums import (
     ArticleKind,
@@ -18,9 +21,139 @@ from domain.enums import (
 )
 from domain.identifiers import normalize_siret, normalize_vat
 
+# --- identifiers as the OpenAPI documents them ---
+# Each pattern accepts every form the validator of domain/identifiers.py accepts (separators included), so
+# data outside it is always refused; check digits (Luhn, VAT key) cannot be patterns: `format` names the
+# rule, and data of the right shape with a wrong key is answered 422 naming the field. The validators
+# enforce them (the schema states them): their reasons name what is wrong in French, key included.
+
+SIRET_PATTERN = r"^[0-9](?:[ .]?[0-9]){13}$"
+SIRET = Field(
+    description="SIRET : 14 chiffres, clé de Luhn (espaces ou points admis)",
+    json_schema_extra={
+        "format": "siret",
+        "pattern": SIRET_PATTERN,
+        "minLength": 14,
+        "maxLength": 27,
+        "examples": ["73282932000074"],
+    },
+)
+VAT_PATTERN = r"^(?:[A-Za-z]{2}[ .-]?)?[0-9A-Za-z](?:[ .-]?[0-9A-Za-z+*]){1,13}$"
+VAT = Field(
+    description="Numéro de TVA intracommunautaire, préfixe pays (FR si absent), clé de contrôle vérifiée",
+    json_schema_extra={
+        "format": "vat",
+        "pattern": VAT_PATTERN,
+        "minLength": 2,
+        "maxLength": 30,
+        "examples": ["FR44732829320"],
+    },
+)
+ICCID_PATTERN = r"^[0-9](?:[ .-]?[0-9]){18,19}[Ff]?$"
+ICCID_DESCRIPTION = "ICCID : 19 ou 20 chiffres dont la clé de Luhn (espaces ou tirets admis)"
+ICCID_SCHEMA: dict[str, Any] = {"format": "iccid", "examples": ["8933150319001234562"]}
+ICCID = Field(
+    description=ICCID_DESCRIPTION,
+    json_schema_extra={**ICCID_SCHEMA, "pattern": ICCID_PATTERN, "minLength": 19, "maxLength": 40},
+)
+MSISDN_PATTERN = r"^(?:\+|00)?[0-9](?:[ .-]?[0-9]){5,16}$"
+MSISDN_SCHEMA: dict[str, Any] = {"format": "msisdn", "examples": ["+33612345678", "06 12 34 56 78"]}
+RIO_PATTERN = r"^[0-9A-Za-z]{2}[ .-]?[EPep][ .-]?[0-9A-Za-z]{6}[ .-]?[0-9A-Za-z+]{3}$"
+# Pagination cursors are issued by the API (`next_cursor`): a position (digits) in base64url. The pattern
+# is exactly the base64url of 1 to 3 × `groups` digits: each group of 3 digits gives 4 characters, a last
+# group of 1 or 2 digits gives 2 characters and `==` or 3 characters and `=`.
+_DIGITS_3 = "(?:[MN][DTjz]|O[DT])[AEIMQUYcgk][w-z0-5]"
+_DIGITS_1_OR_2 = "(?:[MN][AQgw]|O[AQ])==|(?:[MN][DTjz]|O[DT])[AEIMQUYcgk]="
+
+
+def page_cursor(max_digits: int) -> Any:
+    pattern = f"^(?:{_DIGITS_3}){{0,{max_digits // 3 - 1}}}(?:{_DIGITS_3}|{_DIGITS_1_OR_2})$"
+    return Query(
+        max_length=40,
+        description="`next_cursor` de la page précédente (opaque)",
+        json_schema_extra={"pattern": pattern},
+    )
+
+
+def msisdn_field(description: str, *, default: Any = ...) -> Any:
+    return Field(
+        default,
+        description=description,
+        json_schema_extra={**MSISDN_SCHEMA, "pattern": MSISDN_PATTERN, "minLength": 6, "maxLength": 30},
+    )
+
+
+CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Fichier CSV (UTF-8 avec BOM, séparateur ;)",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+}
+SVG_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "QR code (SVG)", "content": {"image/svg+xml": {"schema": {"type": "string"}}}}
+}
+
+IccidPath = Annotated[
+    str, Path(max_length=40, pattern=ICCID_PATTERN, description=ICCID_DESCRIPTION, json_schema_extra=ICCID_SCHEMA)
+]
+Slug = Annotated[
+    str,
+    Field(
+        min_length=2,
+        max_length=64,
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="Identifiant court : minuscules, chiffres et tirets",
+    ),
+]
+
+
+def segment_except(*static: str) -> Convertor[str]:
+    """A path segment other than the static names its sibling routes use: `GET /sims/export` is then no
+    `GET /sims/{iccid}` but a method `/sims/export` does not serve (405 with `Allow: POST`)."""
+
+    class Segment(Convertor[str]):
+        regex = f"(?!(?:{'|'.join(map(re.escape, static))})(?:/|$))[^/]+"
+
+        def convert(self, value: str) -> str:
+            return value
+
+        def to_string(self, value: str) -> str:
+            return value
+
+    return Segment()
+
+
+# Path templates `/api/v1/sims/{iccid:iccid}` and `/api/v1/bulk-operations/{bulk_id:bulk_id}`.
+register_url_convertor("iccid", segment_except("export", "import", "imports"))
+register_url_convertor("bulk_id", segment_except("import-details"))
+
+
+def _blank_is_not_text(schema: dict[str, Any]) -> None:
+    """Requests strip surrounding whitespace before checking lengths: a required text documents that it
+    needs non-blank characters (one, or two apart for a minimum of 2), so blank data is not schema-valid."""
+    for prop in schema.get("properties", {}).values():
+        for option in prop.get("anyOf", [prop]):
+            if option.get("type") != "string" or "pattern" in option or "enum" in option or "format" in option:
+                continue
+            if option.get("minLength", 0) == 1:
+                option["pattern"] = r"\S"
+            elif option.get("minLength", 0) >= 2:
+                option["pattern"] = r"\S[\s\S]*\S"
+
 
 class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=_blank_is_not_text)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _json_types(cls, value: object, info: ValidationInfo) -> object:
+        # JSON types as documented: no `0` for `false`, no `false` for 0 (pydantic's lax mode takes both).
+        annotation = cls.model_fields[info.field_name or ""].annotation
+        if annotation in (bool, bool | None) and value is not None and not isinstance(value, bool):
+            raise ValueError("booléen attendu (true ou false)")
+        if annotation in (int, int | None) and isinstance(value, bool):
+            raise ValueError("entier attendu")
+        return value
 
     @field_validator("*")
     @classmethod
@@ -55,9 +188,9 @@ class TokenResponse(BaseModel):
 
 class OrganisationCreate(Request):
     name: str = Field(min_length=2, max_length=200)
-    slug: str = Field(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
-    siret: str | None = None
-    vat_number: str | None = None
+    slug: Slug
+    siret: Annotated[str, SIRET] | None = None
+    vat_number: Annotated[str, VAT] | None = None
     contact_email: EmailStr | None = None
     brand_name: str | None = Field(default=None, max_length=200)
 
@@ -89,8 +222,8 @@ class OrganisationOut(Response):
 class CompanyCreate(Request):
     org_id: str | None = Field(default=None, description="Obligatoire pour le personnel de la plateforme")
     name: str = Field(min_length=2, max_length=200)
-    siret: str | None = None
-    vat_number: str | None = None
+    siret: Annotated[str, SIRET] | None = None
+    vat_number: Annotated[str, VAT] | None = None
     is_virtual: bool = False
     billing_email: EmailStr | None = None
     address: str | None = Field(default=None, max_length=500)

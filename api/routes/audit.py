@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from api.authz import Action, Area, authorize, require_role, require_staff
 from api.deps import PrincipalDep, SessionDep
-from api.schemas import UtcDatetime
+from api.schemas import UtcDatetime, page_cursor
 from domain.audit import AuditEntry, record, verify_chain
 from domain.enums import StaffRole
 from domain.errors import ValidationFailed
@@ -70,7 +70,7 @@ async def list_audit_entries(
     action: Annotated[str | None, Query(max_length=100)] = None,
     org_id: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(max_length=40)] = None,
+    cursor: Annotated[str | None, page_cursor(18)] = None,
 ) -> AuditPage:
     """Newest first. Organisation staff see their organisation's rows, company staff their company's."""
     require_staff(principal)

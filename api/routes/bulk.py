@@ -17,7 +17,7 @@ from api.authz import Action, Principal, TenantChain, authorize, scope_org_id
 from api.deps import AppState, PrincipalDep, SessionDep, StateDep
 from api.line_schemas import BulkCreate, BulkItemOut, BulkOut
 from api.line_workflows import start_bulk
-from api.schemas import Request
+from api.schemas import CSV_RESPONSE, ICCID, Request
 from domain.enums import BULK_KIND_LABELS_FR, BulkOperationKind, BulkOperationStatus
 from domain.errors import NotFound, PermissionDenied, ValidationFailed
 from domain.identifiers import InvalidIdentifier, normalize_iccid
@@ -186,7 +186,7 @@ async def import_details(
     return await bulk_out(state, operation)
 
 
-@router.get("/bulk-operations/{bulk_id}", response_model=BulkOut)
+@router.get("/bulk-operations/{bulk_id:bulk_id}", response_model=BulkOut)
 async def get(bulk_id: str, principal: PrincipalDep, session: SessionDep, state: StateDep) -> BulkOut:
     return await bulk_out(state, await load_bulk(session, principal, bulk_id, Action.READ))
 
@@ -210,7 +210,7 @@ async def items(
     return [BulkItemOut.model_validate(i) for i in (await session.execute(query)).scalars()]
 
 
-@router.get("/bulk-operations/{bulk_id}/report.csv")
+@router.get("/bulk-operations/{bulk_id}/report.csv", response_class=Response, responses=CSV_RESPONSE)
 async def report_csv(bulk_id: str, principal: PrincipalDep, session: SessionDep) -> Response:
     operation = await load_bulk(session, principal, bulk_id, Action.READ)
     query = select(BulkOperationItem).where(BulkOperationItem.bulk_id == operation.id)
@@ -235,8 +235,10 @@ async def cancel(bulk_id: str, principal: PrincipalDep, session: SessionDep, sta
 
 
 class SimExport(Request):
-    iccids: list[str] = Field(min_length=1, max_length=10_000)
-    columns: list[str] = Field(default_factory=list, max_length=len(EXPORT_COLUMNS))
+    iccids: list[Annotated[str, ICCID]] = Field(min_length=1, max_length=10_000)
+    columns: list[Annotated[str, Field(json_schema_extra={"enum": list(EXPORT_COLUMNS)})]] = Field(
+        default_factory=list, max_length=len(EXPORT_COLUMNS), description="Colonnes de /sims-export/columns"
+    )
 
 
 class ExportColumns(BaseModel):
@@ -248,7 +250,7 @@ async def export_columns(_: PrincipalDep) -> ExportColumns:
     return ExportColumns(columns=EXPORT_COLUMNS)
 
 
-@router.post("/sims/export")
+@router.post("/sims/export", response_class=Response, responses=CSV_RESPONSE)
 async def export_sims(body: SimExport, principal: PrincipalDep, session: SessionDep) -> Response:
     """ "Exporter": the selected SIMs the caller can see, with the chosen columns in the chosen order."""
     unknown = [c for c in body.columns if c not in EXPORT_COLUMNS]

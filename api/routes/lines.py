@@ -34,6 +34,7 @@ from api.line_schemas import (
 )
 from api.line_workflows import start_activation, start_deprovisioning, start_line_operation
 from api.routes.sims import load_sim
+from api.schemas import IccidPath
 from domain.enums import LineStatus, SimStatus
 from domain.errors import IllegalTransition, NotFound, ResourceBusy, ValidationFailed
 from domain.identifiers import InvalidIdentifier, normalize_msisdn, normalize_rio
@@ -77,9 +78,9 @@ async def line_out(session: AsyncSession, line: Line) -> LineOut:
 # --- activation --------------------------------------------------------------------------------------
 
 
-@router.post("/sims/{iccid}/activation", status_code=202, response_model=ActivationAccepted)
+@router.post("/sims/{iccid:iccid}/activation", status_code=202, response_model=ActivationAccepted)
 async def activate_sim(
-    iccid: str, body: ActivationCreate, principal: PrincipalDep, session: SessionDep, state: StateDep
+    iccid: IccidPath, body: ActivationCreate, principal: PrincipalDep, session: SessionDep, state: StateDep
 ) -> ActivationAccepted:
     sim = await load_sim(session, principal, iccid, Action.WRITE)
     company = await session.get(Company, body.company_id)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from api.authz import Action, TenantChain, authorize
 from api.deps import PrincipalDep, SessionDep
 from api.routes.sims import load_sim
+from api.schemas import CSV_RESPONSE, SVG_RESPONSE, IccidPath
 from domain.errors import NotFound
 from domain.models import SimImport
 from domain.services.sim_imports import errors_csv
@@ -17,7 +18,7 @@ from domain.services.sim_imports import errors_csv
 router = APIRouter(prefix="/api/v1/sims", tags=["Cartes SIM"])
 
 
-@router.get("/imports/{batch}/errors.csv")
+@router.get("/imports/{batch}/errors.csv", response_class=Response, responses=CSV_RESPONSE)
 async def import_errors(batch: str, principal: PrincipalDep, session: SessionDep) -> Response:
     record = (await session.execute(select(SimImport).where(SimImport.batch == batch))).scalar_one_or_none()
     if record is None or principal.company_id is not None:
@@ -30,8 +31,8 @@ async def import_errors(batch: str, principal: PrincipalDep, session: SessionDep
     )
 
 
-@router.get("/{iccid}/esim-qr.svg")
-async def esim_qr(iccid: str, principal: PrincipalDep, session: SessionDep) -> Response:
+@router.get("/{iccid:iccid}/esim-qr.svg", response_class=Response, responses=SVG_RESPONSE)
+async def esim_qr(iccid: IccidPath, principal: PrincipalDep, session: SessionDep) -> Response:
     """The eSIM's LPA activation code as a QR code (SVG), for the customer to scan."""
     sim = await load_sim(session, principal, iccid, Action.READ)
     if not sim.is_esim or not sim.activation_code:

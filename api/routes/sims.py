@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from api.authz import Action, TenantChain, authorize, scope_org_id
 from api.deps import PrincipalDep, SessionDep
-from api.schemas import ImportReportOut, SimChangeOut, SimDetail, SimOut, SimPage
+from api.schemas import IccidPath, ImportReportOut, SimChangeOut, SimDetail, SimOut, SimPage, page_cursor
 from domain.enums import SimStatus
 from domain.errors import NotFound, PermissionDenied, ValidationFailed
 from domain.identifiers import InvalidIdentifier, normalize_iccid
@@ -70,7 +70,7 @@ async def list_sims(
     status: SimStatus | None = None,
     company_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, page_cursor(21)] = None,  # an ICCID
 ) -> SimPage:
     org_filter = None if principal.is_platform_admin else principal.org_id
     company_filter = principal.company_id or company_id
@@ -98,8 +98,8 @@ async def load_sim(session: SessionDep, principal: PrincipalDep, iccid: str, act
     return sim
 
 
-@router.get("/{iccid}", response_model=SimDetail)
-async def get_sim(iccid: str, principal: PrincipalDep, session: SessionDep) -> SimDetail:
+@router.get("/{iccid:iccid}", response_model=SimDetail)
+async def get_sim(iccid: IccidPath, principal: PrincipalDep, session: SessionDep) -> SimDetail:
     sim = await load_sim(session, principal, iccid, Action.READ)
     journal = await sim_journal(session, sim.id)
     return SimDetail(

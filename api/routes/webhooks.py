@@ -46,7 +46,9 @@ events_router = APIRouter(prefix="/api/v1/webhook-events", tags=["Webhooks"])
 class EndpointCreate(Request):
     org_id: str | None = Field(default=None, max_length=32, description="Obligatoire pour la plateforme")
     url: str = Field(min_length=8, max_length=2000, description="URL https du gestionnaire de webhooks")
-    events: list[str] = Field(min_length=1, max_length=len(EVENT_TYPES) + 1, description="Types ou « * »")
+    events: list[Annotated[str, Field(json_schema_extra={"enum": [*EVENT_TYPES, ALL_EVENTS]})]] = Field(
+        min_length=1, max_length=len(EVENT_TYPES) + 1, description="Types ou « * »"
+    )
 
     @field_validator("events")
     @classmethod

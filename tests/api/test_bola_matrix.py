@@ -13,6 +13,7 @@ sent: they would change the objects; their denials are S2's). List endpoints ret
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -381,11 +382,12 @@ def operations(app: Any) -> list[Operation]:
         route = context.original_route
         if not isinstance(route, APIRoute) or not context.path:
             continue
-        params = tuple(path_parameters(context.path))
-        if rule_for(context.path).public:
+        template = re.sub(r"{([^}:]+):[^}]*}", r"{\1}", context.path)  # `{iccid:iccid}`: a path convertor
+        params = tuple(path_parameters(template))
+        if rule_for(template).public:
             continue
         for method in sorted((context.methods or set()) - {"HEAD", "OPTIONS"}):
-            found.append(Operation(method, context.path, params))
+            found.append(Operation(method, template, params))
     return found
 
 

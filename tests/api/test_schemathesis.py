@@ -1,120 +1,247 @@
-"""S7: schemathesis over the whole OpenAPI, in-process against the ASGI app, authenticated as a platform
-admin: no server error, responses conform to the schema, and no operation ignores authentication (each
-call is replayed without and with invalid credentials and must get 401).
+"""The whole OpenAPI under schemathesis with every check (`--checks all`, 2 workers), as an integrator would
+run it: the real API served by uvicorn on a free port, on a database of its own, authenticated as an
+organisation's administrator who logs in with a password, and as a platform admin on the platform's own
+operations (tests/api/schemathesis_hooks.py).
 
-Bounded (a few examples per operation) so it stays in `make test`. `/api/v1/health` is left out: it reports
-the state of the surrounding processes (503 when a dependency is down is its contract, not a server error).
+Every phase runs (explicit examples, coverage, fuzzing, stateful links), positive and negative data: no
+server error, every status code, header and body documented, schema-valid data accepted and schema-invalid
+data rejected, every operation enforcing authentication, 405 answers carrying `Allow`. Bounded
+(`MAX_EXAMPLES` per operation) and seeded, so the run is the same on every machine and stays in `make test`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
 import uuid
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, Phase, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    ignored_auth,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
-from api.app import create_app
-from api.authz import PrincipalKind
-from api.deps import issue_token
 from domain.enums import StaffRole
-from domain.models import StaffUser
+from domain.models import InvoiceCounter, Organisation, StaffUser
 from domain.security import hash_password
+from domain.services.companies import create_company
 from infra.db import create_engine, create_sessionmaker
+from infra.processes import ManagedProcess, free_port, http_ready, venv_bin
 from infra.settings import Settings
-from tests.conftest import ADMIN_PASSWORD, TEST_SECRETS
+from tests.api._support import VALID_SIRET
+from tests.conftest import LOG_DIR, _backend, _create_postgres_database, _drop_postgres_database, migrate
 
-EXAMPLES_PER_OPERATION = 8
-HEALTH_REPORT = "/api/v1/health"
-CHECKS = [not_a_server_error, ignored_auth, status_code_conformance, response_schema_conformance]
+MAX_EXAMPLES = 10
+WORKERS = 2
+SEED = 20260
+RUN_TIMEOUT_S = 900
+HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
+CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
-def _platform_admin(settings: Settings) -> str:
-    """A platform admin of its own: fuzzing may log it out everywhere without touching other tests."""
+@dataclass(frozen=True)
+class LiveApi:
+    base_url: str
+    platform_email: str
+    org_admin_email: str
+    password: str
+
+
+def _organisation_admin(database_url: str, password: str) -> str:
+    """An organisation with one company, and its administrator (every permission): the integrator's view.
+    The organisation-scoped operations need no `org_id` from them (a platform admin must name one)."""
 
     async def create() -> str:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(database_url)
         try:
             async with create_sessionmaker(engine).begin() as session:
-                admin = StaffUser(
-                    email=f"fuzz-{uuid.uuid4().hex[:8]}@test.simflow",
-                    full_name="Fuzz",
-                    password_hash=hash_password(f"Fuzz-{uuid.uuid4().hex}!A1"),
-                    role=StaffRole.PLATFORM_ADMIN,
+                org = Organisation(name="Intégrateur fuzz", slug=f"fuzz-{uuid.uuid4().hex[:8]}")
+                session.add(org)
+                await session.flush()
+                session.add(InvoiceCounter(org_id=org.id, last_number=0))
+                await create_company(
+                    session,
+                    org_id=org.id,
+                    name="Entreprise fuzz",
+                    siret=VALID_SIRET,
+                    vat_number=None,
+                    is_virtual=False,
+                    billing_email=None,
+                    address=None,
                 )
-                session.add(admin)
-            return admin.id
+                email = f"fuzz-org-admin-{uuid.uuid4().hex[:8]}@test.simflow"
+                session.add(
+                    StaffUser(
+                        email=email,
+                        full_name="Fuzz",
+                        password_hash=hash_password(password),
+                        role=StaffRole.ORG_STAFF,
+                        org_id=org.id,
+                        permissions=["*"],
+                    )
+                )
+            return email
         finally:
             await engine.dispose()
 
     return asyncio.run(create())
 
 
-class LateApp:
-    """The ASGI app schemathesis calls, bound to the session's settings (database, Temporal) when the
-    module's fixture runs; the schema itself is read at collection time."""
-
-    def __init__(self) -> None:
-        self.target: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        assert self.target is not None, "the fuzz_context fixture binds the application"
-        await self.target(scope, receive, send)
-
-
-def _bearer_only(document: dict[str, Any]) -> dict[str, Any]:
-    """Operations accept a bearer token or an API key; the run authenticates with the bearer token, so the
-    API-key alternative is left out (schemathesis would otherwise send a made-up key with every call)."""
-    for operations in document["paths"].values():
-        for operation in operations.values():
-            if isinstance(operation, dict) and "security" in operation:
-                operation["security"] = [s for s in operation["security"] if "APIKeyHeader" not in s]
-    return document
-
-
-LATE_APP = LateApp()
-schema = schemathesis.openapi.from_dict(
-    _bearer_only(create_app(Settings(**TEST_SECRETS, bootstrap_admin_password=ADMIN_PASSWORD)).openapi())
-).exclude(path=HEALTH_REPORT)
-schema.app = LATE_APP
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The `SIMFLOW_*` environment that makes another process read exactly these settings."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"SIMFLOW_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
+    return env
 
 
 @pytest.fixture(scope="module")
-def fuzz_context(settings: Settings) -> dict[str, Any]:
-    LATE_APP.target = create_app(settings)
-    return {"settings": settings, "admin_id": _platform_admin(settings)}
+def fuzz_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database of the run's own: what the fuzzer creates never reaches the other tests."""
+    if _backend() == "postgres":
+        base = os.environ.get("SIMFLOW_TEST_POSTGRES_URL")
+        if not base:
+            pytest.skip("SIMFLOW_TEST_POSTGRES_URL is not set")
+        url = _create_postgres_database(base)
+        migrate(url)
+        yield url
+        _drop_postgres_database(url)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('fuzz-db') / 'simflow.db'}"
+        migrate(url)
+        yield url
 
 
-@schema.parametrize()
-@settings(
-    max_examples=EXAMPLES_PER_OPERATION,
-    deadline=None,
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=list(HealthCheck),
-    derandomize=True,
-)
-def test_api_contract(case: Any, fuzz_context: dict[str, Any]) -> None:
-    token = issue_token(fuzz_context["settings"], PrincipalKind.STAFF, fuzz_context["admin_id"])
-    case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=CHECKS)
+class FuzzWorker:
+    """A worker on the run's task queue, in a thread of its own: the workflows the run starts (company
+    synchronisation, bulk operations) run against the simulators, and their progress queries answer."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop = threading.Event()
+        self.started = threading.Event()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="fuzz-worker", daemon=True)
+
+    async def _run(self) -> None:
+        from infra.temporal import connect_temporal
+        from worker import build_worker
+
+        client = await connect_temporal(self.settings)
+        async with build_worker(self.settings, client) as worker, worker:
+            self.started.set()
+            while not self.stop.is_set():
+                await asyncio.sleep(0.2)
+
+    def __enter__(self) -> FuzzWorker:
+        self.thread.start()
+        assert self.started.wait(60), "the run's worker did not start"
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(60)
 
 
-def test_every_api_operation_is_in_the_run(settings: Settings) -> None:
-    """The run covers the whole OpenAPI (minus the health report): reports the operation count."""
-    app = create_app(settings)
-    paths = app.openapi()["paths"]
-    operations = [
-        (method.upper(), path)
-        for path, ops in paths.items()
-        for method in ops
-        if method in ("get", "post", "put", "patch", "delete") and path != HEALTH_REPORT
+@pytest.fixture(scope="module")
+def live_api(settings: Settings, fuzz_database_url: str) -> Iterator[LiveApi]:
+    """The API under uvicorn and a worker, with the session's Temporal and simulators, their own database
+    and task queue."""
+    platform_email = f"fuzz-admin-{uuid.uuid4().hex[:8]}@test.simflow"
+    password = f"Fuzz-{uuid.uuid4().hex}!A1"
+    org_admin_email = _organisation_admin(fuzz_database_url, password)
+    fuzz_settings = settings.model_copy(
+        update={
+            "database_url": fuzz_database_url,
+            "task_queue": f"simflow-fuzz-{uuid.uuid4().hex[:8]}",
+            "bootstrap_admin_email": platform_email,
+            "bootstrap_admin_password": password,
+            # The run calls the password-checking operations (password change, 2FA) with wrong passwords
+            # as the admin: the lockout they lead to is tested in test_security_auth.py, not left to end
+            # the run's session.
+            "login_max_failures": 1_000_000,
+            "login_account_free_failures": 1_000_000,
+        }
+    )
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    proc = ManagedProcess(
+        name="fuzz-api",
+        args=[
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        ready=http_ready(f"{base_url}/openapi.json"),
+        env={**settings_env(fuzz_settings), "SIMFLOW_PUBLIC_BASE_URL": base_url},
+        log_path=LOG_DIR / "schemathesis-api.log",
+    ).start(timeout_s=60)
+    with FuzzWorker(fuzz_settings):
+        yield LiveApi(base_url, platform_email, org_admin_email, password)
+    proc.stop()
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_S + 60)
+def test_api_contract_with_every_check(live_api: LiveApi, tmp_path: Path) -> None:
+    report = tmp_path / "schemathesis.json"
+    command = [
+        venv_bin("schemathesis"),
+        "--config-file",
+        str(CONFIG),
+        "run",
+        f"{live_api.base_url}/openapi.json",
+        "--checks",
+        "all",
+        # The health report describes the surrounding processes (503 while one is down: its contract, not an
+        # error of the API).
+        "--exclude-path",
+        "/api/v1/health",
+        "--workers",
+        str(WORKERS),
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--generation-deterministic",
+        "--continue-on-failure",
+        "--no-color",
+        "--output-truncate",
+        "false",
+        "--report",
+        "json",
+        "--report-json-path",
+        str(report),
     ]
-    print(f"\nschemathesis operations: {len(operations)}")
-    assert len(operations) >= 40
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": str(HOOKS),
+        "SIMFLOW_FUZZ_BASE_URL": live_api.base_url,
+        "SIMFLOW_FUZZ_PLATFORM_EMAIL": live_api.platform_email,
+        "SIMFLOW_FUZZ_ORG_ADMIN_EMAIL": live_api.org_admin_email,
+        "SIMFLOW_FUZZ_PASSWORD": live_api.password,
+    }
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    (LOG_DIR / "schemathesis-run.txt").write_text(run.stdout + run.stderr)
+    summary = json.loads(report.read_text())
+    failures = {f["title"]: f["count"] for f in summary["failures"]}
+    print(
+        f"\nschemathesis operations={summary['operations']['tested']}/{summary['operations']['selected']}"
+        f" test_cases={summary['test_cases']['generated']} failures={failures} errors={summary['errors']}"
+        f" running_time={summary['running_time']}"
+    )
+    assert run.returncode == 0, run.stdout[-20_000:] + run.stderr[-5_000:]
+    assert summary["operations"]["tested"] == summary["operations"]["selected"] >= 40
+    assert not summary["failures"] and not summary["errors"]
