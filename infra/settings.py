@@ -40,7 +40,9 @@ class FileVariables(PydanticBaseSettingsSource):
                     text = Path(path).read_text(encoding="utf-8")
                 except OSError as exc:
                     raise ValueError(f"{variable}{FILE_SUFFIX}: cannot read {path} ({exc.strerror})") from None
-                return text.removesuffix("\n").removesuffix("\r"), field_name, False
+                # A field read through aliases takes its value under an alias, as from the environment.
+                key = variable if getattr(field.validation_alias, "choices", None) else field_name
+                return text.removesuffix("\n").removesuffix("\r"), key, False
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:

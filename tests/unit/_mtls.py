@@ -141,10 +141,12 @@ class MtlsFrontend:
         self.context.verify_mode = ssl.CERT_REQUIRED
         self.context.set_alpn_protocols(["h2"])
         self.client_names: list[str] = []
+        self.writers: set[asyncio.StreamWriter] = set()
         self.loop = asyncio.new_event_loop()
         # Refused handshakes are the point of some tests: not errors worth a log line.
         self.loop.set_exception_handler(lambda _loop, _context: None)
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
         self.server = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=10)
         self.port = int(self.server.sockets[0].getsockname()[1])
 
@@ -158,11 +160,13 @@ class MtlsFrontend:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peercert") or {}
         self.client_names.extend(value for rdn in peer.get("subject", ()) for key, value in rdn if key == "commonName")
+        self.writers.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
             writer.close()
             return
+        self.writers.add(up_writer)
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True)
 
     @staticmethod
@@ -177,6 +181,17 @@ class MtlsFrontend:
     def close(self) -> None:
         async def stop() -> None:
             self.server.close()
+            for writer in self.writers:
+                writer.close()
+            await asyncio.sleep(0.1)
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for writer in self.writers:
+                writer.transport.abort()
 
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
