@@ -1009,3 +1009,70 @@ def test_api_key_and_cloud_profile_are_settings(tmp_path: Path) -> None:
         settings.temporal_address,
         "ns.acct",
     )
+
+
+NGINX_STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")  # Debian's; built in the nginx image
+
+
+def test_frontend_proxy_spreads_clients_over_both_frontends_and_survives_one(
+    compose: dict[str, Any], temporal_dev_server: str, pki: Pki, tmp_path: Path
+) -> None:
+    """The compose file's nginx configuration, run for real (Debian's nginx, `.ci/run` installs it) in front of
+    two frontends that require mTLS: clients get through with their certificate, new connections go to both
+    frontends, and with one frontend gone they all go to the other."""
+    import asyncio
+    import shutil
+
+    from infra.temporal import connect_temporal
+
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None:
+        pytest.skip("nginx is not installed (.ci/run installs it)")
+    host, _, port = temporal_dev_server.rpartition(":")
+    frontends = {name: MtlsFrontend(pki, (host, int(port))) for name in ("temporal-frontend-a", "temporal-frontend-b")}
+    config = compose["configs"]["temporal-frontend-proxy"]["content"]
+    for name, frontend in frontends.items():
+        assert f"{name}:7233" in config
+        config = config.replace(f"{name}:7233", frontend.address)
+    listen = free_port()
+    assert "listen 7233;" in config
+    config = config.replace("listen 7233;", f"listen 127.0.0.1:{listen};")
+    if NGINX_STREAM_MODULE.exists():
+        config = f"load_module {NGINX_STREAM_MODULE};\n" + config
+    (tmp_path / "nginx.conf").write_text(config, encoding="utf-8")
+    globals_ = f"daemon off; pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log warn;"
+    checked = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", globals_],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+    proxy = ManagedProcess(
+        name="temporal-frontend-proxy",
+        args=[nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", globals_],
+        ready=tcp_ready("127.0.0.1", listen),
+        log_path=tmp_path / "proxy.log",
+    ).start(timeout_s=30)
+    app_env = {key: str(value) for key, value in compose["services"]["api"]["environment"].items()}
+    environ = {**app_env, **client_tls_files(pki)}
+    settings = Settings(temporal_address=f"127.0.0.1:{listen}", temporal_namespace="default")
+
+    async def clients(count: int) -> None:
+        for _ in range(count):  # one client, one connection: the proxy balances connections
+            client = await connect_temporal(settings, environ)
+            assert await client.service_client.check_health()
+
+    try:
+        asyncio.run(clients(6))
+        assert all(frontend.client_names for frontend in frontends.values()), "each frontend served clients"
+        frontends["temporal-frontend-a"].close()
+        served_by_b = len(frontends["temporal-frontend-b"].client_names)
+        asyncio.run(clients(4))
+        assert len(frontends["temporal-frontend-b"].client_names) == served_by_b + 4
+    finally:
+        proxy.stop()
+        for frontend in frontends.values():
+            if not frontend.loop.is_closed():
+                frontend.close()
