@@ -86,15 +86,26 @@ SECRET_NAME = re.compile(r"PASSWORD|PWD|SECRET|TOKEN|_KEY$")
 SECRET_SETTINGS = sorted(
     f"SIMFLOW_{name}".upper() for name, field in Settings.model_fields.items() if field.annotation is SecretStr
 )
-# Secrets the operator exports: compose hands each to the containers as a file (`secrets:` from the environment).
-# Generated here, since the API and the worker refuse any secret written in the repository.
-OPERATOR_SECRETS = {
-    name: secrets.token_urlsafe(32) for name in ("POSTGRES_PASSWORD", "TEMPORAL_DB_PASSWORD", *SECRET_SETTINGS)
+
+
+def secret_file(variable: str) -> str:
+    """The file of an application secret in SIMFLOW_SECRETS_DIR: its setting's name (SIMFLOW_JWT_SECRET: jwt_secret)."""
+    return variable.removeprefix("SIMFLOW_").lower()
+
+
+# The operator's SIMFLOW_SECRETS_DIR: one file per secret, which compose mounts under /run/secrets/. Generated here,
+# since the API and the worker refuse any secret written in the repository.
+SECRETS_DIR = "/etc/simflow/secrets"
+SECRET_FILES = {
+    name: secrets.token_urlsafe(32)
+    for name in ("postgres_password", "temporal_db_password", *(secret_file(v) for v in SECRET_SETTINGS))
 }
-# The rest of what an operator exports before `docker compose up` (see the header of docker-compose.yml); compose
-# refuses to start without any of these.
-OPERATOR_CONFIG = {
-    "TEMPORAL_DB_PASSWORD": OPERATOR_SECRETS["TEMPORAL_DB_PASSWORD"],
+# What an operator exports before `docker compose up` (see the header of docker-compose.yml); compose refuses to
+# start without any of these. Temporal's database password is also exported (from its file): the server reads only
+# POSTGRES_PWD.
+OPERATOR_ENV = {
+    "SIMFLOW_SECRETS_DIR": SECRETS_DIR,
+    "TEMPORAL_DB_PASSWORD": SECRET_FILES["temporal_db_password"],
     "SIMFLOW_PUBLIC_BASE_URL": "https://simflow.example.fr",
     "SIMFLOW_TEMPORAL_UI_URL": "https://temporal.simflow.example.fr",
     "SIMFLOW_CFAST_URL": "https://cfast.example.fr",
@@ -104,7 +115,6 @@ OPERATOR_CONFIG = {
     "TEMPORAL_TLS_DIR": "/etc/simflow/temporal-tls",
     "PYTHON_IMAGE_DIGEST": "sha256:" + "0123456789abcdef" * 4,
 }
-OPERATOR_ENV = {**OPERATOR_SECRETS, **OPERATOR_CONFIG}
 # The Temporal UI's OIDC client secret: optional, sign-in through OIDC is off until an identity provider is set.
 OPTIONAL_SECRETS = {"TEMPORAL_AUTH_CLIENT_SECRET"}
 
@@ -391,23 +401,38 @@ def test_application_configuration_by_environment(services: dict[str, dict[str, 
     assert env["SIMFLOW_DATABASE_URL"] == "postgresql+asyncpg://simflow_app@postgresql:5432/simflow"
 
 
+def operator_directories(directory: Path) -> dict[str, str]:
+    """The operator's SIMFLOW_SECRETS_DIR (every secret file, mode 0400, as the header says) and TEMPORAL_TLS_DIR
+    (placeholder PEM files) written under `directory`: the operator's environment, pointing at them."""
+    secrets_dir, tls_dir = directory / "secrets", directory / "temporal-tls"
+    secrets_dir.mkdir(mode=0o700)
+    tls_dir.mkdir()
+    for name, value in SECRET_FILES.items():
+        (secrets_dir / name).write_text(value + "\n", encoding="utf-8")
+        (secrets_dir / name).chmod(0o400)
+    env = {**OPERATOR_ENV, "SIMFLOW_SECRETS_DIR": str(secrets_dir), "TEMPORAL_TLS_DIR": str(tls_dir)}
+    for source in interpolate(yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["secrets"], env).values():
+        if source["file"].startswith(f"{tls_dir}/"):
+            Path(source["file"]).write_text("PEM\n", encoding="utf-8")
+    return env
+
+
 def container_files(service: dict[str, Any], directory: Path) -> dict[str, str]:
-    """The service's environment as its process sees it, with each /run/secrets/<name> file written under
-    `directory` from the operator's environment (what compose mounts)."""
-    top_level = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["secrets"]
-    env = {}
+    """The service's environment as its process sees it: each /run/secrets/<name> is the file compose mounts there,
+    read from the operator's directories written under `directory`."""
+    env = operator_directories(directory)
+    top_level = interpolate(yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["secrets"], env)
+    container_env = {}
     for key, value in service["environment"].items():
         value = str(value)
         if value.startswith("/run/secrets/"):
             secret = value.removeprefix("/run/secrets/")
             assert secret in service["secrets"], f"{key}: {secret} is not mounted"
-            source = top_level[secret]
-            text = OPERATOR_ENV[source["environment"]] if "environment" in source else "PEM"
-            path = directory / secret
-            path.write_text(text + "\n", encoding="utf-8")
-            value = str(path)
-        env[key] = value
-    return env
+            source = Path(top_level[secret]["file"])
+            assert source.is_file(), f"{key}: compose would mount {source}, which the operator does not write"
+            value = str(source)
+        container_env[key] = value
+    return container_env
 
 
 def test_settings_read_the_container_environment(
@@ -421,7 +446,7 @@ def test_settings_read_the_container_environment(
     settings = Settings()
     require_safe_secrets(settings, "api")
     assert settings.database_url == (
-        f"postgresql+asyncpg://simflow_app:{OPERATOR_ENV['SIMFLOW_DATABASE_PASSWORD']}@postgresql:5432/simflow"
+        f"postgresql+asyncpg://simflow_app:{SECRET_FILES['database_password']}@postgresql:5432/simflow"
     )
     assert settings.temporal_address == FRONTEND_ADDRESS
     assert settings.temporal_namespace == "simflow"
@@ -429,7 +454,7 @@ def test_settings_read_the_container_environment(
     assert settings.cfast_url == OPERATOR_ENV["SIMFLOW_CFAST_URL"]
     for variable in SECRET_SETTINGS:
         field = variable.removeprefix("SIMFLOW_").lower()
-        assert getattr(settings, field).get_secret_value() == OPERATOR_ENV[variable], variable
+        assert getattr(settings, field).get_secret_value() == SECRET_FILES[secret_file(variable)], variable
 
 
 def test_commands_and_replicas(services: dict[str, dict[str, Any]]) -> None:
@@ -454,6 +479,9 @@ def test_every_simflow_variable_is_a_setting(raw: dict[str, Any]) -> None:
     accepted |= {f"{variable}_FILE" for variable in accepted}
     used = {key for service in raw["services"].values() for key in (service.get("environment") or {})}
     used |= variables_in(raw)
+    # SIMFLOW_SECRETS_DIR only tells compose where the secret files are: never in a container's configuration.
+    assert "SIMFLOW_SECRETS_DIR" not in variables_in({key: value for key, value in raw.items() if key != "secrets"})
+    used.discard("SIMFLOW_SECRETS_DIR")
     simflow = {name for name in used if name.startswith("SIMFLOW_")} | ({"TEMPORAL_ADDRESS"} & used)
     assert simflow, "the compose file configures the application through SIMFLOW_* variables"
     assert simflow <= accepted, f"not fields of infra.settings.Settings: {sorted(simflow - accepted)}"
@@ -538,29 +566,46 @@ def test_secret_settings_are_known() -> None:
 @pytest.mark.parametrize("service", APP_SERVICES)
 @pytest.mark.parametrize("variable", SECRET_SETTINGS)
 def test_every_secret_setting_is_supplied_as_a_file(raw: dict[str, Any], service: str, variable: str) -> None:
-    """Each application service gets every secret as a file compose mounts from the operator's environment:
-    absent, the setting's value would be its development default (empty: the API and the worker refuse to
-    start); in the container's environment it would show in `docker inspect` and /proc; as a literal, it would
-    be published with the repository."""
+    """Each application service gets every secret as a file compose mounts from the operator's secrets directory,
+    which compose requires: absent, the setting's value would be its development default (empty: the API and the
+    worker refuse to start); in the container's environment it would show in `docker inspect` and /proc; as a
+    literal, it would be published with the repository."""
     env = raw["services"][service]["environment"]
     assert variable not in env, f"{service}: {variable} belongs in a file ({variable}_FILE)"
     path = env.get(f"{variable}_FILE")
     assert path and path.startswith("/run/secrets/"), f"{service}: {variable}_FILE is not set"
     secret = path.removeprefix("/run/secrets/")
     assert secret in raw["services"][service]["secrets"], f"{service}: secret {secret} is not mounted"
-    assert raw["secrets"][secret] == {"environment": variable}, "compose reads it from the operator's environment"
-    assert variable in OPERATOR_ENV, "the operator's example environment sets it"
+    source = raw["secrets"][secret]
+    assert set(source) == {"file"}, f"compose reads {secret} from a file, not from {source}"
+    assert re.fullmatch(rf"\$\{{SIMFLOW_SECRETS_DIR:\?[^}}]+\}}/{secret_file(variable)}", source["file"]), source
+    assert interpolate(source, OPERATOR_ENV) == {"file": f"{SECRETS_DIR}/{secret_file(variable)}"}
+    assert secret_file(variable) in SECRET_FILES, "the operator's example directory holds it"
 
 
-def test_every_secret_compose_reads_is_exported_by_the_operator(raw: dict[str, Any]) -> None:
-    from_environment = {spec["environment"] for spec in raw["secrets"].values() if "environment" in spec}
-    assert from_environment == set(OPERATOR_SECRETS)
+def test_every_secret_is_a_file_in_a_directory_compose_requires(raw: dict[str, Any]) -> None:
+    """No secret is read from the operator's environment (compose does not fail on an unset one): each is a file
+    in SIMFLOW_SECRETS_DIR or, for the Temporal PKI, TEMPORAL_TLS_DIR, both required."""
+    from_environment = sorted(name for name, spec in raw["secrets"].items() if "environment" in spec)
+    assert from_environment == []
+    in_secrets_dir = {}
+    for name, spec in raw["secrets"].items():
+        assert set(spec) == {"file"}, name
+        match = re.fullmatch(r"\$\{(SIMFLOW_SECRETS_DIR|TEMPORAL_TLS_DIR):\?[^}]+\}/([\w.-]+)", spec["file"])
+        assert match, f"{name}: {spec['file']} is not a file in a required directory"
+        if match[1] == "SIMFLOW_SECRETS_DIR":
+            in_secrets_dir[name] = match[2]
+            assert match[2] == name.removeprefix("simflow_"), f"{name}: the file is named after the secret"
+    assert sorted(in_secrets_dir.values()) == sorted(SECRET_FILES)
     header = COMPOSE_FILE.read_text(encoding="utf-8").split("\nname:")[0]
     for variable in OPERATOR_ENV:
         assert f"{variable}=" in header, f"the header's export line omits {variable}"
+    for name in SECRET_FILES:
+        assert re.search(rf"\b{name}\b", header), f"the header does not say how to create {name}"
+    assert "mode 0400" in header.lower() and "secrets.token_urlsafe(32)" in header
 
 
-@pytest.mark.parametrize("missing", sorted(set(OPERATOR_CONFIG) | {"SIMFLOW_TEMPORAL_UI_URL"}))
+@pytest.mark.parametrize("missing", sorted(set(OPERATOR_ENV) | {"SIMFLOW_SECRETS_DIR", "SIMFLOW_TEMPORAL_UI_URL"}))
 def test_compose_refuses_to_start_without_each_required_variable(raw: dict[str, Any], missing: str) -> None:
     env = {key: value for key, value in OPERATOR_ENV.items() if key != missing}
     with pytest.raises(MissingVariable, match=missing):
