@@ -1,9 +1,14 @@
 # syntax=docker/dockerfile:1
 # One image for the API, the worker and the migrations (docker-compose.yml picks the command).
-FROM python:3.11-slim
+# The base is pinned by digest, given at build time: `docker buildx imagetools inspect python:3.11-slim` prints
+# it; record it where the deployment keeps its settings (docker-compose.yml requires PYTHON_IMAGE_DIGEST). There is
+# no default: a digest written here without being checked against the registry would be a guess.
+ARG PYTHON_IMAGE_DIGEST
+FROM python:3.11-slim@${PYTHON_IMAGE_DIGEST}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PYTHONPATH=/app \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
@@ -25,16 +30,17 @@ COPY simulators ./simulators
 COPY bench ./bench
 COPY migrations ./migrations
 
-# Installs the dependencies and the console scripts; the code runs from /app (templates and static files
-# live next to it). api/static may be empty, hence absent from git: create it while still root.
+# Installs the runtime dependencies only (no dev extra: no temporal CLI, test servers or test tools), hashes
+# checked. The project itself is not installed: its code exists once, under /app, where it runs from
+# (PYTHONPATH; templates and static files live next to it). The CLI is `python -m simflow_cli`.
+# api/static may be empty, hence absent from git: create it while still root.
 # Bytecode is compiled here, once: the tree is read-only for the simflow user and the workflow sandbox
 # imports the workflow modules again for every workflow run.
 RUN pip install uv==0.13.9 \
     && uv export --frozen --no-dev --no-emit-project --format requirements-txt -o /tmp/requirements.txt \
     && pip install --require-hashes -r /tmp/requirements.txt \
-    && pip install --no-deps . \
     && pip uninstall -y uv \
-    && rm -rf build ./*.egg-info /tmp/requirements.txt \
+    && rm -f /tmp/requirements.txt \
     && mkdir -p api/static \
     && python -m compileall -q /app
 

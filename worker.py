@@ -70,7 +70,9 @@ WORKFLOWS = (*WORKFLOWS, AccountStatusImportWorkflow, FirstUsageScanWorkflow)
 async def build_worker(settings: Settings, client: Client) -> AsyncIterator[Worker]:
     require_safe_secrets(settings, "worker")
     async with AsyncExitStack() as stack:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(
+            settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
         stack.push_async_callback(engine.dispose)
         sessionmaker = create_sessionmaker(engine)
         timeout = settings.http_timeout_s

@@ -84,7 +84,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(
+            settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
         sessionmaker = create_sessionmaker(engine)
         app.state.simflow = AppState(settings=settings, engine=engine, sessionmaker=sessionmaker)
         await ensure_bootstrap_admin(sessionmaker, settings)

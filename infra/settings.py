@@ -1,11 +1,58 @@
-"""All configuration, read once from the environment (prefix SIMFLOW_, plus TEMPORAL_ADDRESS)."""
+"""All configuration, read once from the environment (prefix SIMFLOW_, plus TEMPORAL_ADDRESS).
+
+Any setting can instead come from a file: `SIMFLOW_<NAME>_FILE=/run/secrets/…` reads the file's content
+(one trailing newline dropped), as the official images do for `POSTGRES_PASSWORD_FILE`. Compose and
+Kubernetes mount secrets as files, so they stay out of the process environment (`docker inspect`,
+`/proc/<pid>/environ`, crash reports). Setting both `SIMFLOW_<NAME>` and `SIMFLOW_<NAME>_FILE` is refused.
+"""
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+FILE_SUFFIX = "_FILE"
+
+
+def variable_names(name: str, field: FieldInfo) -> list[str]:
+    """The environment variables a field is read from (its aliases, or SIMFLOW_<NAME>)."""
+    choices = getattr(field.validation_alias, "choices", None)
+    return [str(c).upper() for c in choices] if choices else [f"SIMFLOW_{name}".upper()]
+
+
+class FileVariables(PydanticBaseSettingsSource):
+    """`SIMFLOW_<NAME>_FILE`: the setting's value is the content of that file."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        for variable in variable_names(field_name, field):
+            path = os.environ.get(variable + FILE_SUFFIX)
+            if path:
+                if os.environ.get(variable):
+                    raise ValueError(f"{variable} and {variable}{FILE_SUFFIX} are both set: keep one")
+                try:
+                    text = Path(path).read_text(encoding="utf-8")
+                except OSError as exc:
+                    raise ValueError(f"{variable}{FILE_SUFFIX}: cannot read {path} ({exc.strerror})") from None
+                # A field read through aliases takes its value under an alias, as from the environment.
+                key = variable if getattr(field.validation_alias, "choices", None) else field_name
+                return text.removesuffix("\n").removesuffix("\r"), key, False
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, field_name)
+            if value is not None:
+                values[key] = value
+        return values
+
 
 # Ports of the embedded default (make run); tests pick free ports instead.
 DEFAULT_PORTS = {
@@ -23,13 +70,34 @@ DEFAULT_PORTS = {
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIMFLOW_", extra="ignore")
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, FileVariables(settings_cls), dotenv_settings, file_secret_settings
+
     database_url: str = "sqlite+aiosqlite:///var/simflow.db"
+    # When set, replaces the password of `database_url`: the URL is configuration, the password a secret
+    # (`SIMFLOW_DATABASE_PASSWORD_FILE` in production).
+    database_password: SecretStr = SecretStr("")
+    # Connections each process may hold on PostgreSQL: pool_size + max_overflow. The production budget
+    # (README, docker-compose.yml) multiplies it by the replica counts.
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
 
     temporal_address: str = Field(
         default=f"127.0.0.1:{DEFAULT_PORTS['temporal']}",
         validation_alias=AliasChoices("TEMPORAL_ADDRESS", "SIMFLOW_TEMPORAL_ADDRESS"),
     )
     temporal_namespace: str = "default"
+    # TLS (mTLS client certificate), API key and Temporal Cloud come from the SDK's environment configuration
+    # (`temporalio.envconfig`: TEMPORAL_TLS_*, TEMPORAL_API_KEY, TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE),
+    # read by infra/temporal.py; the address and the namespace above win over the profile's.
     temporal_ui_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['temporal_ui']}"
     task_queue: str = "simflow"
 
@@ -97,6 +165,14 @@ class Settings(BaseSettings):
     worker_heartbeat_stale_s: int = 90
     # The health report (`GET /api/v1/health`) is reused for this long: no round of checks per request.
     health_cache_s: float = 5.0
+
+    @model_validator(mode="after")
+    def _database_password_into_url(self) -> Settings:
+        password = self.database_password.get_secret_value()
+        if password:
+            url = make_url(self.database_url).set(password=password)
+            self.database_url = url.render_as_string(hide_password=False)
+        return self
 
 
 @lru_cache

