@@ -7,6 +7,8 @@ from functools import lru_cache
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.security import MsisdnIndex
+
 # Ports of the embedded default (make run); tests pick free ports instead.
 DEFAULT_PORTS = {
     "api": 8000,
@@ -85,6 +87,17 @@ class Settings(BaseSettings):
     worker_heartbeat_stale_s: int = 90
     # The health report (`GET /api/v1/health`) is reused for this long: no round of checks per request.
     health_cache_s: float = 5.0
+
+    # --- Deploys: SIGTERM lets work in flight finish, a little under the orchestrator's stop grace period ---
+    # The worker stops polling and lets running activities finish for this long (compose: 60 s grace).
+    worker_graceful_shutdown_s: float = 55.0
+    # `simflow api` (uvicorn --timeout-graceful-shutdown): in-flight requests finish, a recharge waits up to
+    # `topup_submit_timeout_s` for its payment outcome.
+    api_graceful_shutdown_s: int = 35
+
+    def msisdn_hash(self, msisdn: str | None) -> str | None:
+        """The `MsisdnHash` search attribute of a line number (keyed by `secrets_key`), None without a number."""
+        return MsisdnIndex(self.secrets_key.get_secret_value()).of(msisdn) if msisdn else None
 
 
 @lru_cache
