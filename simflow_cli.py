@@ -94,7 +94,9 @@ def api(host: str = "127.0.0.1", port: int = DEFAULT_PORTS["api"]) -> None:
     refuse_unsafe_secrets("api")
     import uvicorn
 
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port)
+    # SIGTERM: stop accepting, let in-flight requests (a recharge waiting on its payment) finish first.
+    graceful_s = get_settings().api_graceful_shutdown_s
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, timeout_graceful_shutdown=graceful_s)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

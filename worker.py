@@ -6,6 +6,7 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -25,7 +26,7 @@ from activities.snaic import SnaicActivities
 from activities.topups import TopUpActivities
 from activities.usage import UsageActivities
 from activities.webhooks import AuditActivities, WebhookActivities
-from domain.security import SecretBox
+from domain.security import MsisdnIndex, SecretBox
 from infra.db import create_engine, create_sessionmaker
 from infra.logging import configure_logging
 from infra.schedules import ensure_schedules
@@ -76,6 +77,7 @@ async def build_worker(settings: Settings, client: Client) -> AsyncIterator[Work
         stack.push_async_callback(engine.dispose)
         sessionmaker = create_sessionmaker(engine)
         timeout = settings.http_timeout_s
+        msisdn_index = MsisdnIndex(settings.secrets_key.get_secret_value())
         cfast = await stack.enter_async_context(CfastClient(settings.cfast_url, timeout))
         snaic = await stack.enter_async_context(SnaicClient(settings.snaic_url, timeout))
         ocs = await stack.enter_async_context(OcsClient(settings.ocs_url, settings.ocs_tenant, timeout))
@@ -92,9 +94,11 @@ async def build_worker(settings: Settings, client: Client) -> AsyncIterator[Work
             PaymentActivities(stripe_gateway, sessionmaker),
             LedgerActivities(sessionmaker),
             TopUpActivities(sessionmaker, snaic, cfast),
-            RuleActivities(sessionmaker, ocs, settings.snaic_callback_sla_s, settings.topup_charge_window_s),
+            RuleActivities(
+                sessionmaker, ocs, settings.snaic_callback_sla_s, msisdn_index, settings.topup_charge_window_s
+            ),
             # SIM lifecycle
-            InventoryActivities(sessionmaker),
+            InventoryActivities(sessionmaker, msisdn_index),
             ProvisioningActivities(snaic, ocs, cfast),
             BulkActivities(sessionmaker),
             # Security: audit rows from workflows, outgoing webhooks
@@ -121,6 +125,9 @@ async def build_worker(settings: Settings, client: Client) -> AsyncIterator[Work
             activities=activities,
             max_concurrent_activities=200,
             max_concurrent_workflow_tasks=100,
+            # On SIGTERM the worker stops polling and lets running activities finish (a charge, a SNAIC order)
+            # for this long, a little under the orchestrator's stop grace period; only then are they cancelled.
+            graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_s),
         )
 
 
@@ -139,6 +146,8 @@ async def run_worker(settings: Settings | None = None) -> None:
         log.info("worker.started", task_queue=settings.task_queue, temporal=settings.temporal_address)
         async with worker:
             await stop.wait()
+            log.info("worker.stopping", graceful_shutdown_s=settings.worker_graceful_shutdown_s)
+            await worker.shutdown()  # waits for running activities, up to graceful_shutdown_timeout
     log.info("worker.stopped")
 
 

@@ -58,6 +58,7 @@ from domain.models import (
     SimCard,
     SimChange,
 )
+from domain.security import MsisdnIndex
 from domain.services import lines as line_service
 from domain.services.sims import change_sim
 from domain.services.tenancy import ensure_in_tenant
@@ -140,8 +141,9 @@ async def _open_deployment(session: AsyncSession, data: OpenDeployment) -> str:
 
 
 class InventoryActivities:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], msisdn_index: MsisdnIndex) -> None:
         self._sessionmaker = sessionmaker
+        self._msisdn_index = msisdn_index
 
     # --- activation ---------------------------------------------------------------------------------
 
@@ -246,6 +248,7 @@ class InventoryActivities:
                 line.msisdn = number.msisdn
             return AllocatedMsisdn(
                 msisdn=number.msisdn,
+                msisdn_hash=self._msisdn_index.of(number.msisdn),
                 ported_in=number.ported_in,
                 port_in_rio=data.port_in_rio.replace(" ", "").upper()
                 if number.ported_in and data.port_in_rio
@@ -388,6 +391,7 @@ class InventoryActivities:
                 company_id=line.company_id,
                 status=line.status.value,
                 msisdn=line.msisdn,
+                msisdn_hash=self._msisdn_index.of(line.msisdn) if line.msisdn else "",
                 iccid=sim.iccid if sim is not None else None,
                 plan_id=line.plan_id,
                 snaic_line_id=line.snaic_line_id,

@@ -9,6 +9,7 @@ from temporalio import activity
 from activities._errors import external_call
 from domain.contracts import AutoTopUpScan, AutoTopUpStarted
 from domain.models import CatalogueArticle, SimCard
+from domain.security import MsisdnIndex
 from domain.services.auto_topup import lines_under_auto_topup, rule_topup_count
 from domain.services.topups import TopUpRequest, create_or_get_topup, topup_input
 from integrations.ocs import OcsClient
@@ -21,12 +22,14 @@ class RuleActivities:
         sessionmaker: async_sessionmaker[AsyncSession],
         ocs: OcsClient,
         snaic_sla_s: int,
+        msisdn_index: MsisdnIndex,
         charge_window_s: int = 600,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._ocs = ocs
         self._snaic_sla_s = snaic_sla_s
         self._charge_window_s = charge_window_s
+        self._msisdn_index = msisdn_index
 
     @activity.defn(name=names.RULES_PREPARE_AUTO_TOPUPS)
     async def prepare_auto_topups(self, data: AutoTopUpScan) -> AutoTopUpStarted:
@@ -59,6 +62,8 @@ class RuleActivities:
                 article = await session.get(CatalogueArticle, topup.article_id)
                 sim = await session.get(SimCard, line.sim_id) if line.sim_id else None
             assert article is not None
+            if line.msisdn:
+                started.msisdn_hashes[topup.id] = self._msisdn_index.of(line.msisdn)
             started.inputs.append(
                 topup_input(
                     topup,

@@ -37,7 +37,11 @@ async def start_activation(client: Client, settings: Settings, data: SimActivati
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         search_attributes=initial_attributes(
-            org_id=data.org_id, company_id=data.company_id, iccid=data.iccid, msisdn=msisdn, status="starting"
+            org_id=data.org_id,
+            company_id=data.company_id,
+            iccid=data.iccid,
+            msisdn_hash=settings.msisdn_hash(msisdn),
+            status="starting",
         ),
         static_summary=f"Activation de la SIM {data.iccid}",
     )
@@ -58,7 +62,11 @@ async def start_deprovisioning(
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         search_attributes=initial_attributes(
-            org_id=data.org_id, company_id=data.company_id, iccid=iccid, msisdn=msisdn or None, status="starting"
+            org_id=data.org_id,
+            company_id=data.company_id,
+            iccid=iccid,
+            msisdn_hash=settings.msisdn_hash(msisdn),
+            status="starting",
         ),
         static_summary=f"Résiliation de la ligne {msisdn or data.line_id}{grace}",
     )
@@ -78,7 +86,11 @@ async def start_line_operation(
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         search_attributes=initial_attributes(
-            org_id=data.org_id, company_id=data.company_id, iccid=iccid, msisdn=msisdn or None, status="starting"
+            org_id=data.org_id,
+            company_id=data.company_id,
+            iccid=iccid,
+            msisdn_hash=settings.msisdn_hash(msisdn),
+            status="starting",
         ),
         static_summary=f"{OPERATION_LABELS.get(data.operation, data.operation)} de la ligne {msisdn}",
     )

@@ -40,7 +40,11 @@ async def submit_topup(
     worker); the top-up is then sure to be running, and the caller reads its outcome later."""
     wf_id = topup_workflow_id(data.org_id, data.topup_id)
     attributes = initial_attributes(
-        org_id=data.org_id, company_id=data.company_id, iccid=iccid, msisdn=msisdn, status="pending"
+        org_id=data.org_id,
+        company_id=data.company_id,
+        iccid=iccid,
+        msisdn_hash=settings.msisdn_hash(msisdn),
+        status="pending",
     )
     summary = f"Recharge DATA {data.quantity} Go — {msisdn}"
     operation = WithStartWorkflowOperation(

@@ -345,4 +345,6 @@ class AutoTopUpScan(Contract):
 
 class AutoTopUpStarted(Contract):
     inputs: list[TopUpInput] = Field(default_factory=list)
+    # The `MsisdnHash` search attribute of each top-up's line, by topup_id (empty in results recorded before it).
+    msisdn_hashes: dict[str, str] = Field(default_factory=dict)
     checked: int = 0

@@ -234,6 +234,7 @@ class AllocateMsisdn(Contract):
 
 class AllocatedMsisdn(Contract):
     msisdn: str
+    msisdn_hash: str = ""  # its `MsisdnHash` search attribute (empty in results recorded before it)
     ported_in: bool = False
     port_in_rio: str | None = None
 
@@ -316,6 +317,7 @@ class LineSnapshot(Contract):
     company_id: str
     status: str
     msisdn: str
+    msisdn_hash: str = ""  # its `MsisdnHash` search attribute (empty in results recorded before it)
     iccid: str | None = None
     plan_id: str | None = None
     snaic_line_id: str | None = None

@@ -17,6 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from cryptography.fernet import Fernet, InvalidToken
 
 from domain.errors import ValidationFailed
+from domain.identifiers import InvalidIdentifier, normalize_msisdn
 
 _hasher = PasswordHasher()
 
@@ -152,3 +153,25 @@ def new_backup_codes(count: int = BACKUP_CODE_COUNT) -> list[str]:
 def normalize_backup_code(code: str) -> str:
     cleaned = code.strip().lower().replace(" ", "").replace("-", "")
     return f"{cleaned[:5]}-{cleaned[5:]}" if len(cleaned) == 10 else cleaned
+
+
+class MsisdnIndex:
+    """The keyed hash under which a line's workflows are indexed in Temporal (search attribute `MsisdnHash`):
+    HMAC-SHA-256 of the E.164 number, truncated to 128 bits. Staff find a line's workflows in one query
+    without the number in clear in visibility; without the key, the hash of every number in a range cannot
+    be computed. The key is derived from `secrets_key` with its own label: no new secret to manage."""
+
+    HEX_CHARS = 32
+    LABEL = b"simflow-search-attribute|MsisdnHash"
+
+    def __init__(self, key_material: str) -> None:
+        self._key = hmac.new(key_material.encode(), self.LABEL, hashlib.sha256).digest()
+
+    def of(self, msisdn: str) -> str:
+        """The hash of a number in any accepted notation (`06 12 34 56 78`, `+33612345678`); a value that is
+        not a valid mobile number is hashed as written, stripped."""
+        try:
+            e164 = normalize_msisdn(msisdn)
+        except InvalidIdentifier:
+            e164 = msisdn.strip()
+        return hmac.new(self._key, e164.encode(), hashlib.sha256).hexdigest()[: self.HEX_CHARS]

@@ -155,7 +155,8 @@ SEARCH_ATTRIBUTES = {
     "OrgId": "Keyword",
     "CompanyId": "Keyword",
     "Iccid": "Keyword",
-    "Msisdn": "Keyword",
+    "Msisdn": "Keyword",  # written by workflows started before MsisdnHash only (workflows/_search.py)
+    "MsisdnHash": "Keyword",
     "BusinessStatus": "Keyword",
 }
 

@@ -18,6 +18,8 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from domain.security import MsisdnIndex
+
 FILE_SUFFIX = "_FILE"
 
 
@@ -173,6 +175,17 @@ class Settings(BaseSettings):
             url = make_url(self.database_url).set(password=password)
             self.database_url = url.render_as_string(hide_password=False)
         return self
+
+    # --- Deploys: SIGTERM lets work in flight finish, a little under the orchestrator's stop grace period ---
+    # The worker stops polling and lets running activities finish for this long (compose: 60 s grace).
+    worker_graceful_shutdown_s: float = 55.0
+    # `simflow api` (uvicorn --timeout-graceful-shutdown): in-flight requests finish, a recharge waits up to
+    # `topup_submit_timeout_s` for its payment outcome.
+    api_graceful_shutdown_s: int = 35
+
+    def msisdn_hash(self, msisdn: str | None) -> str | None:
+        """The `MsisdnHash` search attribute of a line number (keyed by `secrets_key`), None without a number."""
+        return MsisdnIndex(self.secrets_key.get_secret_value()).of(msisdn) if msisdn else None
 
 
 @lru_cache

@@ -132,7 +132,10 @@ class Stack:
         port = str(self.ports.setdefault(name, free_port()))
         return ManagedProcess(
             name,
-            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1", "--port", port],
+            [
+                *(sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1"),
+                *("--port", port, "--timeout-graceful-shutdown", str(settings.api_graceful_shutdown_s)),
+            ],
             ready=http_ready(f"{self.url(name)}/healthz"),
             env=self.environment(settings),
             log_path=self.logs / f"{name}.log",

@@ -223,6 +223,8 @@ def settings(
         # A test that creates the worker's schedules must not have the OCS first-usage scan (every
         # organisation) fire in the middle of other tests: interval schedules fire on the clock's multiples.
         first_usage_scan_s=86_400,
+        # The session's worker stops at teardown: an activity a test left waiting must not hold it 55 s.
+        worker_graceful_shutdown_s=2.0,
     )
 
 

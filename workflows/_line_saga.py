@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.lifecycle_contracts import ActivationContext, SnaicOrderPlaced, SnaicOrderQuery
     from workflows import _policies as policies
     from workflows import activity_names as names
-    from workflows._search import BUSINESS_STATUS, MSISDN
+    from workflows._search import BUSINESS_STATUS, MSISDN, MSISDN_HASH, MSISDN_HASH_PATCH
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -101,8 +101,12 @@ class LineSaga:
         workflow.upsert_search_attributes([BUSINESS_STATUS.value_set(status)])
         workflow.set_current_details(details)
 
-    def _set_msisdn(self, msisdn: str) -> None:
-        if msisdn:
+    def _set_msisdn(self, msisdn: str, msisdn_hash: str) -> None:
+        """Indexes the workflow by its line's keyed hash (computed by the activity that read the number)."""
+        if workflow.patched(MSISDN_HASH_PATCH):
+            if msisdn_hash:
+                workflow.upsert_search_attributes([MSISDN_HASH.value_set(msisdn_hash)])
+        elif msisdn:
             workflow.upsert_search_attributes([MSISDN.value_set(msisdn)])
 
     async def _db(self, activity: str, arg: object, result_type: type[T] | None = None) -> T:

@@ -13,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.contracts import AutoTopUpScan, AutoTopUpStarted, SettledTopUps, SettleUnstartedTopUps
     from workflows import _policies as policies
     from workflows import activity_names as names
-    from workflows._search import initial_attributes
+    from workflows._search import MSISDN_HASH_PATCH, initial_attributes
     from workflows.topup import TopUpWorkflow
     from workflows.topup import workflow_id as topup_workflow_id
 
@@ -45,6 +45,7 @@ class AutoTopUpScanWorkflow:
             retry_policy=policies.EXTERNAL_CALL_RETRY,
         )
         started: list[str] = []
+        hashed = workflow.patched(MSISDN_HASH_PATCH)
         for data in prepared.inputs:
             child_id = topup_workflow_id(data.org_id, data.topup_id)
             try:
@@ -58,7 +59,8 @@ class AutoTopUpScanWorkflow:
                         org_id=data.org_id,
                         company_id=data.company_id,
                         iccid=data.iccid,
-                        msisdn=data.msisdn,
+                        msisdn_hash=prepared.msisdn_hashes.get(data.topup_id) if hashed else None,
+                        legacy_msisdn=None if hashed else data.msisdn,
                         status="pending",
                     ),
                     static_summary=f"Recharge automatique {data.quantity} Go — {data.msisdn}",

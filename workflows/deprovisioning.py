@@ -130,7 +130,7 @@ class DeprovisioningWorkflow(LineSaga):
         line = await self._db(
             names.INVENTORY_LOAD_LINE, LoadLine(line_id=data.line_id, org_id=data.org_id), LineSnapshot
         )
-        self._set_msisdn(line.msisdn)
+        self._set_msisdn(line.msisdn, line.msisdn_hash)
         if line.status == "terminated":
             self._set_status("terminated", f"Ligne {line.msisdn} déjà résiliée")
             return DeprovisioningResult(line_id=data.line_id, status="terminated")

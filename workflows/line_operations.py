@@ -64,7 +64,7 @@ class LineOperationWorkflow(LineSaga):
             line = await self._db(
                 names.INVENTORY_LOAD_LINE, LoadLine(line_id=data.line_id, org_id=data.org_id), LineSnapshot
             )
-            self._set_msisdn(line.msisdn)
+            self._set_msisdn(line.msisdn, line.msisdn_hash)
             self._check_state(data, line)
             self._deployment_id = await self._db(
                 names.INVENTORY_OPEN_DEPLOYMENT,

@@ -159,7 +159,7 @@ class SimActivationWorkflow(CfastHierarchy):
             AllocatedMsisdn,
         )
         self.msisdn = number.msisdn
-        self._set_msisdn(number.msisdn)
+        self._set_msisdn(number.msisdn, number.msisdn_hash)
         ctx = await self._db(
             names.INVENTORY_LOAD_ACTIVATION,
             LoadActivation(

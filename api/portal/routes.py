@@ -34,10 +34,10 @@ from api.portal.security import (
     safe_next,
     set_session_cookie,
 )
-from api.portal.templating import render
+from api.portal.templating import line_query, render, temporal_search_url
 from domain.enums import SIM_STATUS_LABELS_FR, SimStatus
 from domain.errors import AuthenticationFailed, PermissionDenied, TotpRequired, ValidationFailed
-from domain.identifiers import InvalidIdentifier, normalize_iccid
+from domain.identifiers import InvalidIdentifier, normalize_iccid, normalize_msisdn
 from domain.services.accounts import get_account
 from domain.services.portal_queries import (
     DEFAULT_PAGE_SIZE,
@@ -260,6 +260,30 @@ async def password_submit(
 @router.get("")
 async def home(_: PortalPrincipalDep) -> Response:
     return RedirectResponse("/portal/sims", status_code=303)
+
+
+def temporal_query_for(settings: Settings, searched: str) -> str:
+    """What staff type → the Temporal UI query: a line number (any notation) → its keyed hash (`MsisdnHash`),
+    an ICCID → `Iccid`, anything else → a workflow id."""
+    searched = searched.strip()
+    try:
+        return line_query(settings, normalize_msisdn(searched))
+    except InvalidIdentifier:
+        pass
+    try:
+        return f'Iccid="{normalize_iccid(searched)}"'
+    except InvalidIdentifier:
+        pass
+    quoted = searched.replace("\\", "").replace('"', "")
+    return f'WorkflowId="{quoted}"'
+
+
+@router.post("/temporal-search", dependencies=[CsrfChecked])
+async def temporal_search(
+    _: PortalPrincipalDep, settings: SettingsDep, q: Annotated[str, Form(max_length=64)]
+) -> Response:
+    """The portal's search box: opens the Temporal UI on the matching workflows (see `temporal_query_for`)."""
+    return RedirectResponse(temporal_search_url(settings, temporal_query_for(settings, q)), status_code=303)
 
 
 # --- companies -------------------------------------------------------------------------------------

@@ -186,6 +186,16 @@ def _temporal_search_url_global(context: jinja2.runtime.Context, query: str) -> 
     return temporal_search_url(_settings_from(context), query)
 
 
+def line_query(settings: Settings, msisdn: str) -> str:
+    """The visibility query of a line's workflows: by the keyed hash of its number, never the number itself."""
+    return f'MsisdnHash="{settings.msisdn_hash(msisdn)}"'
+
+
+@jinja2.pass_context
+def _temporal_line_query_global(context: jinja2.runtime.Context, msisdn: str) -> str:
+    return line_query(_settings_from(context), msisdn)
+
+
 def temporal_link_html(settings: Settings, workflow_id: str | None, label: str = "Voir dans Temporal") -> Markup:
     """Python twin of the `temporal_link` macro, for code that builds HTML outside a template."""
     if not workflow_id:
@@ -226,6 +236,7 @@ def _build_env() -> jinja2.Environment:
     env.globals.update(
         temporal_url=_temporal_url_global,
         temporal_search_url=_temporal_search_url_global,
+        temporal_line_query=_temporal_line_query_global,
         journal_value_fr=journal_value_fr,
         new_form_batch=lambda: uuid.uuid4().hex,  # one per rendered form: its submissions are idempotent
     )

@@ -3,12 +3,13 @@ dynamic table cookie, htmx partials, French 404 pages. Runs on SQLite and, in CI
 
 from __future__ import annotations
 
+import hmac
 import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
@@ -675,3 +676,36 @@ def test_column_layout_tolerates_garbage(raw: str | None) -> None:
     assert [e.column.key for e in ColumnLayout.from_cookie(raw).entries] == [
         e.column.key for e in ColumnLayout.default().entries
     ]
+
+
+async def test_line_links_and_the_search_box_open_temporal_on_the_keyed_hash_of_the_number(portal: Portal) -> None:
+    """Temporal indexes a line by `MsisdnHash` (HMAC-SHA-256 of the E.164 number, key derived from
+    SIMFLOW_SECRETS_KEY): the portal's links and search box compute it; the number never reaches the UI URL."""
+    seed = portal.seed
+    key = hmac.new(TEST_SECRETS["secrets_key"].encode(), b"simflow-search-attribute|MsisdnHash", "sha256").digest()
+    line_hash = hmac.new(key, b"+33612345678", "sha256").hexdigest()[:32]
+    workflows = f"{TEMPORAL_UI}/namespaces/default/workflows"
+
+    def ui_list(query: str) -> str:
+        return f"{workflows}?{urlencode({'query': query})}"
+
+    line_url = ui_list('MsisdnHash="' + line_hash + '"')
+    async with logged_in(portal, seed.staff_a) as client:
+        details = (await client.get(f"/portal/sims/{seed.iccids['a_active']}")).text
+        temporal_hrefs = re.findall(r'href="(' + re.escape(TEMPORAL_UI) + '[^"]*)"', details)
+        assert line_url in temporal_hrefs and not [h for h in temporal_hrefs if "612345678" in h], temporal_hrefs
+        token = csrf_from(details)
+        for typed in ("06 12 34 56 78", "+33612345678", "0033612345678"):
+            found = await client.post("/portal/temporal-search", data={"q": typed, "csrf_token": token})
+            assert (found.status_code, found.headers["location"]) == (303, line_url), typed
+        by_iccid = await client.post(
+            "/portal/temporal-search", data={"q": seed.iccids["a_active"], "csrf_token": token}
+        )
+        assert by_iccid.headers["location"] == ui_list('Iccid="' + seed.iccids["a_active"] + '"')
+        by_id = await client.post("/portal/temporal-search", data={"q": 'topup/x"y', "csrf_token": token})
+        assert by_id.headers["location"] == ui_list('WorkflowId="topup/xy"')
+        forged = await client.post("/portal/temporal-search", data={"q": "0612345678", "csrf_token": "0" * 64})
+        assert forged.status_code == 403
+    async with browser(portal) as anonymous:
+        refused = await anonymous.post("/portal/temporal-search", data={"q": "0612345678"})
+        assert refused.status_code in (303, 403) and "MsisdnHash" not in refused.headers.get("location", "")

@@ -39,9 +39,11 @@ from domain.lifecycle_contracts import (
     SetLineStatus,
 )
 from domain.models import BillingSite, Company, InvoiceCounter, Line, Organisation, Parc, Plan, SimCard
+from domain.security import MsisdnIndex
 from domain.services.companies import create_company
 from infra.db import create_engine, create_sessionmaker
 from tests.api._support import random_iccid, random_imsi, row_counts
+from tests.conftest import TEST_SECRETS
 
 Db = async_sessionmaker[AsyncSession]
 
@@ -143,7 +145,13 @@ class World:
 async def world(database_url: str) -> AsyncIterator[World]:
     engine = create_engine(database_url)
     db = create_sessionmaker(engine)
-    yield World(db, InventoryActivities(db), RecordActivities(db), await _side(db), await _side(db))
+    yield World(
+        db,
+        InventoryActivities(db, MsisdnIndex(TEST_SECRETS["secrets_key"])),
+        RecordActivities(db),
+        await _side(db),
+        await _side(db),
+    )
     await engine.dispose()
 
 

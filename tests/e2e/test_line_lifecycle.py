@@ -5,6 +5,7 @@ in `needs_attention` (termination), and a top-up racing a termination has a defi
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Iterator
 from typing import Any
 
@@ -412,3 +413,42 @@ async def test_termination_step_failing_waits_in_needs_attention_until_retry(
     service = cfast_service(cfast_url, line["msisdn"])
     assert service is not None and service["status"] == "terminated"
     await keep_history(handle, "DeprovisioningWorkflow", "needs_attention_then_retry")
+
+
+# --- the line's number in Temporal's visibility: a keyed hash, never the number ----------------------------
+
+
+async def test_line_workflows_are_found_by_the_keyed_hash_of_the_number_never_by_the_number(
+    active_line: tuple[Tenant, dict[str, Any]],
+    app_client: httpx.AsyncClient,
+    temporal_client: Client,
+    settings: Settings,
+) -> None:
+    tenant, line = active_line
+    _, suspension = await run_operation(
+        app_client, temporal_client, tenant, "POST", f"/api/v1/lines/{line['id']}/suspension"
+    )
+    await asyncio.wait_for(suspension.result(), timeout=60)
+    await keep_history(suspension, "LineOperationWorkflow", "suspend_indexed_by_msisdn_hash")
+    msisdn = line["msisdn"]
+    # HMAC-SHA-256 of the E.164 number under a key derived from SIMFLOW_SECRETS_KEY, 128 bits in hex.
+    key = hmac.new(settings.secrets_key.get_secret_value().encode(), b"simflow-search-attribute|MsisdnHash", "sha256")
+    expected = hmac.new(key.digest(), msisdn.encode(), "sha256").hexdigest()[:32]
+    activation_id = f"sim-activation/{tenant.org_id}/{tenant.iccids[0]}"
+
+    found: set[str] = set()
+    for _ in range(50):  # visibility is eventually consistent
+        found = {w.id async for w in temporal_client.list_workflows(f'MsisdnHash="{expected}"')}
+        if {activation_id, suspension.id} <= found:
+            break
+        await asyncio.sleep(0.2)
+    assert {activation_id, suspension.id} <= found, found
+
+    national = "0" + msisdn.removeprefix("+33")
+    org_workflows = [w async for w in temporal_client.list_workflows(f'OrgId="{tenant.org_id}"')]
+    assert len(org_workflows) >= 2
+    for execution in org_workflows:
+        described = await temporal_client.get_workflow_handle(execution.id).describe()
+        values = [str(v) for values in described.search_attributes.values() for v in values]
+        assert "Msisdn" not in described.search_attributes, (execution.id, described.search_attributes)
+        assert not [v for v in values if msisdn in v or national in v or msisdn[1:] in v], (execution.id, values)

@@ -37,7 +37,7 @@ from tests.e2e.lifecycle_support import (
     snaic_lines,
 )
 from tests.e2e.topup_support import ApiServer, serve_api
-from workflows._search import BUSINESS_STATUS, ICCID, MSISDN, ORG_ID, initial_attributes
+from workflows._search import BUSINESS_STATUS, ICCID, MSISDN, MSISDN_HASH, ORG_ID, initial_attributes
 from workflows.sim_activation import SimActivationWorkflow, workflow_id
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -161,7 +161,9 @@ async def test_activation_provisions_snaic_ocs_cfast_and_readies_the_sim(
 
     described = await handle.describe()
     attrs = described.typed_search_attributes
-    assert (attrs.get(ORG_ID), attrs.get(ICCID), attrs.get(MSISDN)) == (tenant.org_id, iccid, result.msisdn)
+    assert (attrs.get(ORG_ID), attrs.get(ICCID)) == (tenant.org_id, iccid)
+    # The number is indexed by its keyed hash only (personal data stays out of visibility).
+    assert (attrs.get(MSISDN_HASH), attrs.get(MSISDN)) == (settings.msisdn_hash(result.msisdn), None)
     assert attrs.get(BUSINESS_STATUS) == "ready_for_activation"
     # The callback arrived: no polling was needed.
     callbacks = [

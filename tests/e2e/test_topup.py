@@ -657,6 +657,10 @@ async def test_auto_topup_rule_recharges_a_line_under_its_threshold_once(
     assert result.status == "completed"
     topup = await db_scalar(topup_settings, select(TopUp).where(TopUp.org_id == world.org_id))
     assert topup.line_id == low and topup.source == "rule" and topup.quantity == 1
+    # The child top-up is indexed by the keyed hash of its line's number, never by the number.
+    child = (await temporal_client.get_workflow_handle(ours[0]).describe()).search_attributes
+    line = await db_scalar(topup_settings, select(Line).where(Line.id == low))
+    assert child.get("MsisdnHash") == [topup_settings.msisdn_hash(line.msisdn)] and "Msisdn" not in child, child
 
     # The line is now above its threshold: the next scan starts nothing more for it.
     again = await temporal_client.execute_workflow(
