@@ -83,13 +83,19 @@ def row_id_query(description: str) -> Any:
     return Query(min_length=32, max_length=32, pattern=ROW_ID_PATTERN, description=description)
 
 
+# The identifier filters state their pattern; `normalize_iccid` / `normalize_msisdn` enforce it with their reasons.
 def iccid_query() -> Any:
-    return Query(max_length=40, pattern=ICCID_PATTERN, description=ICCID_DESCRIPTION, json_schema_extra=ICCID_SCHEMA)
+    return Query(
+        max_length=40, description=ICCID_DESCRIPTION, json_schema_extra={**ICCID_SCHEMA, "pattern": ICCID_PATTERN}
+    )
 
 
 def msisdn_query(description: str) -> Any:
     return Query(
-        min_length=6, max_length=30, pattern=MSISDN_PATTERN, description=description, json_schema_extra=MSISDN_SCHEMA
+        min_length=6,
+        max_length=30,
+        description=description,
+        json_schema_extra={**MSISDN_SCHEMA, "pattern": MSISDN_PATTERN},
     )
 
 

@@ -276,7 +276,8 @@ def _cursor(digits: str) -> str:
         ("/api/v1/lines", {"plan_id": "0" * 31}, "plan_id"),
         ("/api/v1/lines", {"iccid": "8933150319001234563"}, "iccid"),  # wrong Luhn key
         ("/api/v1/lines", {"msisdn": "01 23 45 67 89"}, "msisdn"),  # a fixed line
-        ("/api/v1/lines", {"msisdn": "abc"}, "msisdn"),
+        ("/api/v1/lines", {"msisdn": "abcdef"}, "msisdn"),
+        ("/api/v1/lines", {"iccid": "89 33 abc"}, "iccid"),
         ("/api/v1/lines", {"cursor": "!!"}, "cursor"),
         ("/api/v1/lines", {"cursor": _cursor("9" * 39)}, "cursor"),  # beyond any id
         ("/api/v1/lines", {"limit": "0"}, "limit"),
