@@ -75,6 +75,11 @@ class LineOut(Response):
         return value or None
 
 
+class LinePage(BaseModel):
+    items: list[LineOut]
+    next_cursor: str | None
+
+
 class LineChangeOut(Response):
     at: datetime
     field: str

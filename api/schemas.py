@@ -59,9 +59,9 @@ ICCID = Field(
 MSISDN_PATTERN = r"^(?:\+|00)?[0-9](?:[ .-]?[0-9]){5,16}$"
 MSISDN_SCHEMA: dict[str, Any] = {"format": "msisdn", "examples": ["+33612345678", "06 12 34 56 78"]}
 RIO_PATTERN = r"^[0-9A-Za-z]{2}[ .-]?[EPep][ .-]?[0-9A-Za-z]{6}[ .-]?[0-9A-Za-z+]{3}$"
-# Pagination cursors are issued by the API (`next_cursor`): a position (digits) in base64url. The pattern
-# is exactly the base64url of 1 to 3 × `groups` digits: each group of 3 digits gives 4 characters, a last
-# group of 1 or 2 digits gives 2 characters and `==` or 3 characters and `=`.
+# Pagination cursors are issued by the API (`next_cursor`, `domain.pagination`): a position (digits) in
+# base64url. The pattern is exactly the base64url of 1 to `max_digits` digits: each group of 3 digits gives
+# 4 characters, a last group of 1 or 2 digits gives 2 characters and `==` or 3 characters and `=`.
 _DIGITS_3 = "(?:[MN][DTjz]|O[DT])[AEIMQUYcgk][w-z0-5]"
 _DIGITS_1_OR_2 = "(?:[MN][AQgw]|O[AQ])==|(?:[MN][DTjz]|O[DT])[AEIMQUYcgk]="
 
@@ -69,10 +69,39 @@ _DIGITS_1_OR_2 = "(?:[MN][AQgw]|O[AQ])==|(?:[MN][DTjz]|O[DT])[AEIMQUYcgk]="
 def page_cursor(max_digits: int) -> Any:
     pattern = f"^(?:{_DIGITS_3}){{0,{max_digits // 3 - 1}}}(?:{_DIGITS_3}|{_DIGITS_1_OR_2})$"
     return Query(
-        max_length=40,
+        max_length=4 * -(-max_digits // 3),
         description="`next_cursor` de la page précédente (opaque)",
         json_schema_extra={"pattern": pattern},
     )
+
+
+ROW_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+
+def row_id_query(description: str) -> Any:
+    """A filter on an object's id (32 lowercase hexadecimal digits)."""
+    return Query(min_length=32, max_length=32, pattern=ROW_ID_PATTERN, description=description)
+
+
+# The identifier filters state their pattern; `normalize_iccid` / `normalize_msisdn` enforce it with their reasons.
+def iccid_query() -> Any:
+    return Query(
+        max_length=40, description=ICCID_DESCRIPTION, json_schema_extra={**ICCID_SCHEMA, "pattern": ICCID_PATTERN}
+    )
+
+
+def msisdn_query(description: str) -> Any:
+    return Query(
+        min_length=6,
+        max_length=30,
+        description=description,
+        json_schema_extra={**MSISDN_SCHEMA, "pattern": MSISDN_PATTERN},
+    )
+
+
+def text_query(description: str, max_length: int) -> Any:
+    """A free-text filter: non-blank, NUL-free."""
+    return Query(min_length=1, max_length=max_length, pattern=r"^[^\x00]*\S[^\x00]*$", description=description)
 
 
 def msisdn_field(description: str, *, default: Any = ...) -> Any:
@@ -258,6 +287,11 @@ class CompanyCreated(CompanyOut):
     workflow_url: str
 
 
+class CompanyPage(BaseModel):
+    items: list[CompanyOut]
+    next_cursor: str | None
+
+
 # --- end users ---
 
 
@@ -275,6 +309,11 @@ class EndUserOut(Response):
     email: str
     full_name: str
     created_at: datetime
+
+
+class EndUserPage(BaseModel):
+    items: list[EndUserOut]
+    next_cursor: str | None
 
 
 # --- plans and catalogue ---
@@ -317,6 +356,11 @@ class PlanOut(Response):
     purchase_price_minor: int = 0
 
 
+class PlanPage(BaseModel):
+    items: list[PlanOut]
+    next_cursor: str | None
+
+
 class ArticleCreate(Request):
     org_id: str | None = None
     code: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -344,6 +388,11 @@ class ArticleOut(Response):
     category: str
     carrier: str | None
     white_label: str | None
+
+
+class ArticlePage(BaseModel):
+    items: list[ArticleOut]
+    next_cursor: str | None
 
 
 # --- SIM cards ---
@@ -379,6 +428,7 @@ class SimChangeOut(Response):
 
 
 class SimDetail(SimOut):
+    line_id: str | None = Field(description="La ligne qui porte la carte aujourd'hui (aucune : null)")
     journal: list[SimChangeOut]
 
 

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from api.authz import Action, Principal, TenantChain, authorize, scope_org_id
 from api.deps import PrincipalDep, SessionDep, StateDep
-from api.schemas import CompanyCreate, CompanyCreated, CompanyOut
+from api.schemas import CompanyCreate, CompanyCreated, CompanyOut, CompanyPage, page_cursor, text_query
 from api.workflows import start_cfast_customer
 from domain.errors import NotFound, PermissionDenied
 from domain.models import Company
+from domain.pagination import ID_DIGITS, by_id
 from domain.services.companies import cfast_customer_input, create_company
+from domain.services.listings import companies_query
 from infra.temporal import workflow_ui_url
 from workflows.cfast_customer import workflow_id as cfast_workflow_id
 
@@ -35,6 +39,22 @@ async def create(body: CompanyCreate, principal: PrincipalDep, session: SessionD
         workflow_id=wf_id,
         workflow_url=workflow_ui_url(state.settings, wf_id),
     )
+
+
+@router.get("", response_model=CompanyPage)
+async def list_companies(
+    principal: PrincipalDep,
+    session: SessionDep,
+    name: Annotated[str | None, text_query("Partie du nom (sans distinction de casse)", 200)] = None,
+    is_virtual: Annotated[bool | None, Query(description="Entreprises virtuelles (true) ou réelles (false)")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, page_cursor(ID_DIGITS)] = None,
+) -> CompanyPage:
+    """The companies the caller can see, by id; `next_cursor` gives the next page."""
+    keyset = by_id(Company.id)
+    query = keyset.apply(companies_query(principal, name=name, is_virtual=is_virtual), cursor, limit)
+    items, next_cursor = keyset.page(list((await session.execute(query)).scalars()), limit, lambda c: c.id)
+    return CompanyPage(items=[CompanyOut.model_validate(c) for c in items], next_cursor=next_cursor)
 
 
 @router.get("/{company_id}", response_model=CompanyOut)

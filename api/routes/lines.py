@@ -11,7 +11,8 @@ import asyncio
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import WorkflowUpdateFailedError
@@ -25,6 +26,7 @@ from api.line_schemas import (
     ActivationCreate,
     LineChangeOut,
     LineOut,
+    LinePage,
     OperationAccepted,
     PlanChangeCreate,
     TerminationAccepted,
@@ -34,18 +36,22 @@ from api.line_schemas import (
 )
 from api.line_workflows import start_activation, start_deprovisioning, start_line_operation
 from api.routes.sims import load_sim
-from api.schemas import IccidPath
+from api.schemas import CSV_RESPONSE, IccidPath, iccid_query, msisdn_query, page_cursor, row_id_query
+from domain.csv_files import write_csv
 from domain.enums import LineStatus, SimStatus
 from domain.errors import IllegalTransition, NotFound, ResourceBusy, ValidationFailed
-from domain.identifiers import InvalidIdentifier, normalize_msisdn, normalize_rio
+from domain.identifiers import InvalidIdentifier, normalize_iccid, normalize_msisdn, normalize_rio
 from domain.lifecycle_contracts import (
     CancelTermination,
     DeprovisioningInput,
     LineOperationInput,
     SimActivationInput,
 )
+from domain.line_status import LINE_STATUS_LABELS_FR
 from domain.models import Company, EndUser, Line, Plan, SimCard, UpdateRecord
+from domain.pagination import ID_DIGITS, AnySelect, by_id
 from domain.services import lines as line_service
+from domain.services import listings
 from infra.temporal import workflow_ui_url
 from workflows.deprovisioning import DeprovisioningWorkflow
 from workflows.sim_activation import workflow_id as activation_workflow_id
@@ -187,6 +193,110 @@ def _accepted(state: StateDep, wf_id: str, line_id: str, status: str) -> Activat
 
 
 # --- lines -------------------------------------------------------------------------------------------
+
+MAX_EXPORT_ROWS = 50_000
+LINE_EXPORT_COLUMNS = {
+    "id": "Identifiant",
+    "msisdn": "Numéro",
+    "iccid": "ICCID",
+    "status": "Statut",
+    "company": "Entreprise",
+    "company_id": "Identifiant entreprise",
+    "end_user_id": "Utilisateur final",
+    "plan_id": "Forfait",
+    "next_renewal_on": "Renouvellement",
+    "termination_scheduled_for": "Résiliation prévue",
+    "created_at": "Créée le",
+}
+
+
+class LineFilters:
+    """The filters of the line list and of its export (query parameters)."""
+
+    def __init__(
+        self,
+        status: LineStatus | None = None,
+        company_id: Annotated[str | None, row_id_query("Lignes de cette entreprise")] = None,
+        plan_id: Annotated[str | None, row_id_query("Lignes sur ce forfait")] = None,
+        iccid: Annotated[str | None, iccid_query()] = None,
+        msisdn: Annotated[str | None, msisdn_query("Numéro de la ligne (E.164 ou national)")] = None,
+    ) -> None:
+        self.status, self.company_id, self.plan_id, self.iccid, self.msisdn = status, company_id, plan_id, iccid, msisdn
+
+    def query(self, principal: Principal) -> AnySelect:
+        try:
+            iccid = normalize_iccid(self.iccid) if self.iccid is not None else None
+        except InvalidIdentifier as exc:
+            raise ValidationFailed("iccid", exc.reason) from exc
+        try:
+            msisdn = normalize_msisdn(self.msisdn) if self.msisdn is not None else None
+        except InvalidIdentifier as exc:
+            raise ValidationFailed("msisdn", exc.reason) from exc
+        return listings.lines_query(
+            principal, status=self.status, company_id=self.company_id, plan_id=self.plan_id, iccid=iccid, msisdn=msisdn
+        )
+
+
+LineFiltersDep = Annotated[LineFilters, Depends()]
+
+
+def _line_item(line: Line, iccid: str | None) -> LineOut:
+    out = LineOut.model_validate(line)
+    return out.model_copy(update={"iccid": iccid, "accepts_topup": line_service.accepts_topup(line)})
+
+
+@router.get("/lines", response_model=LinePage)
+async def list_lines(
+    principal: PrincipalDep,
+    session: SessionDep,
+    filters: LineFiltersDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, page_cursor(ID_DIGITS)] = None,
+) -> LinePage:
+    """The lines the caller can see, by id, `limit` per page; `next_cursor` gives the next page."""
+    keyset = by_id(Line.id)
+    rows = (await session.execute(keyset.apply(filters.query(principal), cursor, limit))).all()
+    items, next_cursor = keyset.page(rows, limit, lambda row: row[0].id)
+    return LinePage(items=[_line_item(line, iccid) for line, iccid in items], next_cursor=next_cursor)
+
+
+@router.get("/lines/export.csv", response_class=Response, responses=CSV_RESPONSE)
+async def export_lines(principal: PrincipalDep, session: SessionDep, filters: LineFiltersDep) -> Response:
+    """The filtered lines as CSV (`;`, UTF-8 with BOM), by id, up to 50 000 rows (422 beyond: filter more)."""
+    query = (
+        filters.query(principal)
+        .join(Company, Company.id == Line.company_id)
+        .add_columns(Company.name)
+        .order_by(Line.id)
+        .limit(MAX_EXPORT_ROWS + 1)
+    )
+    rows = (await session.execute(query)).all()
+    if len(rows) > MAX_EXPORT_ROWS:
+        raise ValidationFailed(None, f"plus de {MAX_EXPORT_ROWS} lignes : affinez les filtres")
+    return Response(
+        write_csv(
+            list(LINE_EXPORT_COLUMNS.values()),
+            (
+                [_line_export_value(line, iccid, company, c) for c in LINE_EXPORT_COLUMNS]
+                for line, iccid, company in rows
+            ),
+        ),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="lignes.csv"'},
+    )
+
+
+def _line_export_value(line: Line, iccid: str | None, company_name: str, column: str) -> object:
+    if column == "iccid":
+        return iccid
+    if column == "company":
+        return company_name
+    value = getattr(line, column)
+    if column == "status":
+        return LINE_STATUS_LABELS_FR.get(value, value.value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
 
 
 @router.get("/lines/{line_id}", response_model=LineOut)

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from api.authz import Action, TenantChain, authorize, scope_org_id
 from api.deps import PrincipalDep, SessionDep
-from api.schemas import ArticleCreate, ArticleOut, PlanCreate, PlanOut
-from domain.enums import PlanType
+from api.schemas import (
+    ArticleCreate,
+    ArticleOut,
+    ArticlePage,
+    PlanCreate,
+    PlanOut,
+    PlanPage,
+    page_cursor,
+    row_id_query,
+    text_query,
+)
+from domain.enums import ArticleKind, PlanType
 from domain.errors import AlreadyExists, NotFound, PermissionDenied, ValidationFailed
 from domain.models import CatalogueArticle, Company, Organisation, Plan
 from domain.money import MB
+from domain.pagination import ID_DIGITS, by_id
+from domain.services.listings import articles_query, plans_query
 
 router = APIRouter(prefix="/api/v1", tags=["Offres"])
 
@@ -61,3 +75,37 @@ async def create_article(body: ArticleCreate, principal: PrincipalDep, session: 
     session.add(article)
     await session.flush()
     return article
+
+
+@router.get("/plans", response_model=PlanPage)
+async def list_plans(
+    principal: PrincipalDep,
+    session: SessionDep,
+    plan_type: PlanType | None = None,
+    company_id: Annotated[
+        str | None, row_id_query("Forfaits qu'une entreprise peut prendre : les siens et les forfaits généraux")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, page_cursor(ID_DIGITS)] = None,
+) -> PlanPage:
+    """The plans the caller can read (the organisation's general plans, its company's own), by id."""
+    keyset = by_id(Plan.id)
+    query = keyset.apply(plans_query(principal, plan_type=plan_type, company_id=company_id), cursor, limit)
+    items, next_cursor = keyset.page(list((await session.execute(query)).scalars()), limit, lambda p: p.id)
+    return PlanPage(items=[PlanOut.model_validate(p) for p in items], next_cursor=next_cursor)
+
+
+@router.get("/catalogue/articles", response_model=ArticlePage)
+async def list_articles(
+    principal: PrincipalDep,
+    session: SessionDep,
+    kind: ArticleKind | None = None,
+    category: Annotated[str | None, text_query("Catégorie (sans distinction de casse)", 100)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, page_cursor(ID_DIGITS)] = None,
+) -> ArticlePage:
+    """The catalogue articles of the caller's organisation, by id; `next_cursor` gives the next page."""
+    keyset = by_id(CatalogueArticle.id)
+    query = keyset.apply(articles_query(principal, kind=kind, category=category), cursor, limit)
+    items, next_cursor = keyset.page(list((await session.execute(query)).scalars()), limit, lambda a: a.id)
+    return ArticlePage(items=[ArticleOut.model_validate(a) for a in items], next_cursor=next_cursor)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import secrets
 from typing import Annotated
 
@@ -16,6 +15,8 @@ from domain.enums import SimStatus
 from domain.errors import NotFound, PermissionDenied, ValidationFailed
 from domain.identifiers import InvalidIdentifier, normalize_iccid
 from domain.models import Organisation, SimCard
+from domain.pagination import by_iccid
+from domain.services.listings import current_line_id_query
 from domain.services.sim_imports import record_import
 from domain.services.sims import import_sims, read_import_csv, sim_journal, sims_query
 
@@ -49,20 +50,6 @@ async def import_file(
     return ImportReportOut.model_validate({"batch": batch, **report.__dict__}, from_attributes=True)
 
 
-def _encode_cursor(iccid: str) -> str:
-    return base64.urlsafe_b64encode(iccid.encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        value = base64.urlsafe_b64decode(cursor.encode()).decode()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationFailed("cursor", "curseur de pagination invalide") from exc
-    if not value.isdigit():
-        raise ValidationFailed("cursor", "curseur de pagination invalide")
-    return value
-
-
 @router.get("", response_model=SimPage)
 async def list_sims(
     principal: PrincipalDep,
@@ -79,11 +66,10 @@ async def list_sims(
     query = sims_query(org_id=org_filter, company_id=company_filter, status=status)
     if principal.end_user_id is not None:
         query = query.where(SimCard.end_user_id == principal.end_user_id)
-    if cursor is not None:
-        query = query.where(SimCard.iccid > _decode_cursor(cursor))
-    rows = list((await session.execute(query.limit(limit + 1))).scalars())
-    next_cursor = _encode_cursor(rows[limit - 1].iccid) if len(rows) > limit else None
-    return SimPage(items=[SimOut.model_validate(s) for s in rows[:limit]], next_cursor=next_cursor)
+    keyset = by_iccid(SimCard.iccid)
+    rows = list((await session.execute(keyset.apply(query, cursor, limit))).scalars())
+    items, next_cursor = keyset.page(rows, limit, lambda sim: sim.iccid)
+    return SimPage(items=[SimOut.model_validate(s) for s in items], next_cursor=next_cursor)
 
 
 async def load_sim(session: SessionDep, principal: PrincipalDep, iccid: str, action: Action) -> SimCard:
@@ -102,6 +88,9 @@ async def load_sim(session: SessionDep, principal: PrincipalDep, iccid: str, act
 async def get_sim(iccid: IccidPath, principal: PrincipalDep, session: SessionDep) -> SimDetail:
     sim = await load_sim(session, principal, iccid, Action.READ)
     journal = await sim_journal(session, sim.id)
+    line_id = (await session.execute(current_line_id_query(sim.id))).scalar_one_or_none()
     return SimDetail(
-        **SimOut.model_validate(sim).model_dump(), journal=[SimChangeOut.model_validate(j) for j in journal]
+        **SimOut.model_validate(sim).model_dump(),
+        line_id=line_id,
+        journal=[SimChangeOut.model_validate(j) for j in journal],
     )

@@ -190,7 +190,7 @@ def sims_query(
         query = query.where(SimCard.company_id == company_id)
     if status is not None:
         query = query.where(SimCard.status == status)
-    return query.order_by(SimCard.iccid)
+    return query  # ordered and paged by the caller (domain.pagination)
 
 
 async def change_sim(session: AsyncSession, sim: SimCard, *, actor: str, **changes: object) -> None:
