@@ -283,6 +283,9 @@ async def access_guard(
     _raise_function_denied(principal, rule, method, template)
 
     if writing and rule.rate_limit == "topup":
+        # The limiter takes connections of its own: end this session's read transaction first, so that
+        # concurrent requests never hold every pooled connection while each waits for one more.
+        await session.commit()
         settings, limiter = state.settings, state.limiter
         window = settings.rate_limit_window_s
         who = f"topup:principal:{principal.kind}:{principal.subject_id}"
