@@ -6,7 +6,6 @@ Services never commit; the request owns the transaction.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -14,7 +13,6 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.enums import SimStatus
-from domain.errors import ValidationFailed
 from domain.models import (
     BillingSite,
     Company,
@@ -27,6 +25,7 @@ from domain.models import (
     SimCard,
     UpdateRecord,
 )
+from domain.pagination import decode_cursor, encode_cursor
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -129,21 +128,6 @@ class SimPageResult:
     rows: list[SimRow]
     next_cursor: str | None
     prev_cursor: str | None
-
-
-def encode_cursor(iccid: str) -> str:
-    return base64.urlsafe_b64encode(iccid.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    padded = cursor + "=" * (-len(cursor) % 4)
-    try:
-        value = base64.urlsafe_b64decode(padded.encode()).decode()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationFailed("cursor", "curseur de pagination invalide") from exc
-    if not value.isdigit():
-        raise ValidationFailed("cursor", "curseur de pagination invalide")
-    return value
 
 
 def _sim_rows_query(scope: ViewScope) -> Select[SimCard, str | None, str | None, str | None]:
