@@ -493,7 +493,10 @@ def test_every_simflow_variable_is_a_setting(raw: dict[str, Any]) -> None:
 def test_healthchecks(services: dict[str, dict[str, Any]]) -> None:
     for name in ("postgresql", *TEMPORAL_ROLES, "temporal-frontend", "api"):
         assert services[name]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
-    assert "pg_isready" in services["postgresql"]["healthcheck"]["test"]
+    postgres_check = services["postgresql"]["healthcheck"]["test"]
+    assert "pg_isready" in postgres_check
+    # The first boot's server listens on its socket only: healthy means the TCP port the next services use.
+    assert postgres_check[postgres_check.index("-h") + 1] == "127.0.0.1"
     # Liveness of the API process: the public /healthz, which never depends on the other systems.
     assert any("/healthz" in part for part in services["api"]["healthcheck"]["test"])
 
