@@ -51,6 +51,9 @@ class ChainVerification(BaseModel):
     reason: str | None
 
 
+AUDIT_ID_MAX = 2**31 - 1  # `audit_log.id` is an INTEGER
+
+
 def _cursor(value: str | None) -> int | None:
     if value is None:
         return None
@@ -60,7 +63,8 @@ def _cursor(value: str | None) -> int | None:
         raise ValidationFailed("cursor", "curseur de pagination invalide") from exc
     if not decoded.isdigit() or len(decoded) > 18:
         raise ValidationFailed("cursor", "curseur de pagination invalide")
-    return int(decoded)
+    # Row ids are 32-bit: a larger position pages from the newest row, as any position above them all would.
+    return min(int(decoded), AUDIT_ID_MAX)
 
 
 @router.get("", response_model=AuditPage)

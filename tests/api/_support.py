@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,6 +12,7 @@ from sqlalchemy import Connection, func, inspect, select, table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.identifiers import iccid_with_check_digit
+from domain.models import Base
 
 VALID_SIRET = "73282932000074"
 VALID_VAT = "FR44732829320"
@@ -62,14 +63,31 @@ def _table_names(conn: Connection) -> list[str]:
     return [name for name in inspect(conn).get_table_names() if name not in ("alembic_version", "rate_limit_hits")]
 
 
-async def row_counts(db: async_sessionmaker[AsyncSession]) -> dict[str, int]:
-    """Rows per table of the real schema (whatever migrations created), to show that a request wrote nothing."""
+async def row_counts(db: async_sessionmaker[AsyncSession], org_ids: Collection[str] = ()) -> dict[str, int]:
+    """Rows per table of the real schema (whatever migrations created), to show that a request wrote nothing.
+    With `org_ids`, only those organisations' rows are counted where a table (or its parent) names the
+    organisation: work of other tests still running in the background then cannot change the counts."""
     async with db() as session:
         conn = await session.connection()
         names = await conn.run_sync(_table_names)
-        return {
-            name: (await session.execute(select(func.count()).select_from(table(name)))).scalar_one() for name in names
-        }
+        return {name: (await session.execute(_count_query(name, org_ids))).scalar_one() for name in names}
+
+
+def _count_query(name: str, org_ids: Collection[str]) -> Any:
+    query = select(func.count()).select_from(table(name))
+    model = Base.metadata.tables.get(name)
+    if not org_ids or model is None:
+        return query
+    if name == "organisations":
+        return select(func.count()).select_from(model).where(model.c.id.in_(org_ids))
+    if "org_id" in model.c:
+        return select(func.count()).select_from(model).where(model.c.org_id.in_(org_ids))
+    for key in model.foreign_keys:
+        parent = key.column.table
+        if "org_id" in parent.c:
+            joined = model.join(parent, key.parent == key.column)
+            return select(func.count()).select_from(joined).where(parent.c.org_id.in_(org_ids))
+    return query
 
 
 @asynccontextmanager

@@ -177,7 +177,8 @@ async def _state(w: World) -> dict[str, Any]:
             site.cfast_billing_point_id,
             parc.cfast_site_id,
         )
-    return {"rows": await row_counts(w.db), "lines": lines, "sims": sims, "cfast": cfast}
+    rows = await row_counts(w.db, org_ids=(w.mine.org_id, t.org_id))
+    return {"rows": rows, "lines": lines, "sims": sims, "cfast": cfast}
 
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
