@@ -15,6 +15,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid 10001 simflow \
     && useradd --system --uid 10001 --gid simflow --no-create-home --home-dir /app --shell /usr/sbin/nologin simflow
 
+# Pango and its fonts: WeasyPrint renders invoices as PDF.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 
 # Only what the application needs: never the virtualenv, the git history, var/ or a developer's .env.
@@ -26,6 +31,7 @@ COPY activities ./activities
 COPY integrations ./integrations
 COPY infra ./infra
 COPY api ./api
+COPY starters ./starters
 COPY simulators ./simulators
 COPY bench ./bench
 COPY migrations ./migrations

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lock-check lint typecheck migrations-check test-sqlite test-postgres browser-deps bench crash-drill scale-drill clean
+.PHONY: run test lock-check lint typecheck migrations-check test-sqlite test-postgres browser-deps bench renewal-storm bulk-activation crash-drill scale-drill clean
 
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
@@ -46,18 +46,27 @@ browser-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing: browser tests will be skipped"; fi; }
 
+# The test run activates 200 SIMs in bulk; `make bulk-activation` measures 1,000 (var/bench/bulk_activation_1000.json).
 test-sqlite: $(STAMP) browser-deps
-	$(BIN)/pytest -q
+	SIMFLOW_BULK_SIMS=200 $(BIN)/pytest -q
 
 test-postgres: $(STAMP)
 	@if [ -n "$$SIMFLOW_TEST_POSTGRES_URL" ]; then \
-	  SIMFLOW_TEST_BACKEND=postgres $(BIN)/pytest -q -m "not browser"; \
+	  SIMFLOW_TEST_BACKEND=postgres SIMFLOW_BULK_SIMS=200 $(BIN)/pytest -q -m "not browser"; \
 	else echo "SIMFLOW_TEST_POSTGRES_URL not set: PostgreSQL run skipped"; fi
 
 test: lock-check lint typecheck migrations-check test-sqlite test-postgres
 
 bench: $(STAMP)
 	$(BIN)/simflow bench topup
+
+# N subscriptions due at the same instant (SUBSCRIPTIONS=200 for a quick run); its last line is the summary.
+SUBSCRIPTIONS ?= 10000
+renewal-storm: $(STAMP)
+	$(BIN)/simflow bench renewal-storm --subscriptions $(SUBSCRIPTIONS)
+
+bulk-activation: $(STAMP)
+	SIMFLOW_BULK_SIMS=1000 $(BIN)/pytest -q -s tests/e2e/test_bulk_operations.py -k measured
 
 crash-drill: $(STAMP)
 	$(BIN)/python -m bench.crash_drill

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from pathlib import Path
@@ -16,6 +17,8 @@ from infra.stack import Stack
 
 app = typer.Typer(help="simflow — moteur d'opérations pour opérateurs mobiles en marque blanche", no_args_is_help=True)
 console = Console()
+# Ctrl-C, `kill`/`make` stopping us, the terminal closed: each stops the whole stack.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @app.command()
@@ -37,13 +40,18 @@ def dev() -> None:
     settings = stack.settings(base)
 
     def on_signal(signum: int, _frame: object) -> None:
+        # Once: make forwards its SIGTERM to us on top of the process group's, and an impatient second Ctrl-C
+        # must not interrupt the stop below (that would leave the stack's processes running, orphaned).
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, on_signal)
     try:
         console.print("[bold]simflow[/] — démarrage de l'environnement embarqué…")
         stack.start(settings, on_ready=lambda name: console.print(f"  {name} prêt"))
-        from infra.demo_data import load_demo_data
+        from api.demo_data import DEMO_END_USER_EMAIL, demo_end_user_password, load_demo_data
 
         summary = asyncio.run(load_demo_data(settings))
         elapsed = time.monotonic() - started
@@ -53,8 +61,14 @@ def dev() -> None:
         console.print(f"  API (OpenAPI)  {api_url}/docs")
         console.print(f"  Santé          {api_url}/healthz (détail : {api_url}/api/v1/health, administrateur)")
         console.print(f"  Temporal UI    {settings.temporal_ui_url}")
+        console.print(f"  Mails envoyés  {stack.url('smtp_sink')}/ (SMTP 127.0.0.1:{settings.smtp_port})")
+        console.print(
+            f"  FTP des dépôts ftp://127.0.0.1:{settings.ftp_port} ({settings.ftp_username}, {stack.var_dir}/ftp/)"
+        )
         password = settings.bootstrap_admin_password.get_secret_value()
         console.print(f"  Connexion      {settings.bootstrap_admin_email} / {password}", markup=False)
+        end_user = f"{DEMO_END_USER_EMAIL} / {demo_end_user_password(settings)}"
+        console.print(f"  Espace client  {api_url}/self-care — {end_user}", markup=False)
         console.print(f"  Secrets        {secrets_file} (générés pour ce répertoire)")
         console.print(f"  Journaux       {stack.logs}/\nCtrl-C pour tout arrêter.")
         while all(p.alive() for p in stack.processes.values()):
@@ -63,8 +77,11 @@ def dev() -> None:
         console.print(f"[red]arrêt : processus terminé(s) : {', '.join(dead)}[/]")
         raise typer.Exit(1)
     except KeyboardInterrupt:
-        console.print("\narrêt de simflow…")
+        with contextlib.suppress(OSError):  # the terminal or the pipe may be gone already
+            console.print("\narrêt de simflow…")
     finally:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         stack.stop()
 
 
@@ -99,13 +116,25 @@ def api(host: str = "127.0.0.1", port: int = DEFAULT_PORTS["api"]) -> None:
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port, timeout_graceful_shutdown=graceful_s)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def bench(ctx: typer.Context, scenario: str = typer.Argument("topup", help="topup")) -> None:
-    """Benchmark the end-to-end top-up against a bare Temporal workflow (same activity count)."""
-    if scenario != "topup":
-        raise typer.BadParameter("only 'topup' is available", param_hint="scenario")
-    from bench.topup_bench import main
+@app.command()
+def migrate() -> None:
+    """Bring the database schema to head: waits for the database (bounded, SIMFLOW_MIGRATE_WAIT_S), applies
+    the missing migrations once (a run at head changes nothing). Exit 2: database unreachable."""
+    from infra.migrate import main
 
+    main()
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context, scenario: str = typer.Argument("topup", help="topup | renewal-storm")) -> None:
+    """Benchmark against a bare Temporal workflow (same activity count): `topup`, the end-to-end top-up;
+    `renewal-storm`, N subscriptions due at the same instant (`--subscriptions N`, default 10,000)."""
+    if scenario == "topup":
+        from bench.topup_bench import main
+    elif scenario == "renewal-storm":
+        from bench.renewal_storm import main
+    else:
+        raise typer.BadParameter("'topup' or 'renewal-storm'", param_hint="scenario")
     main(list(ctx.args))
 
 
@@ -148,23 +177,29 @@ def import_sims(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from domain.errors import DomainError
-    from infra.sim_import import import_sims_file
+    from domain.services.sim_files import FileImport, import_sims_file
+    from infra.db import create_engine, create_sessionmaker
+
+    async def run_import() -> FileImport:
+        engine = create_engine(get_settings().database_url)
+        try:
+            return await import_sims_file(
+                create_sessionmaker(engine),
+                file,
+                org,
+                errors_path=errors,
+                on_total=lambda total: progress.update(task, total=total),
+                on_rows=lambda rows: progress.advance(task, rows),
+            )
+        finally:
+            await engine.dispose()
 
     with Progress(
         TextColumn("[bold]import des SIM"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as progress:
         task = progress.add_task("import", total=None)
         try:
-            result = asyncio.run(
-                import_sims_file(
-                    get_settings(),
-                    file,
-                    org,
-                    errors_path=errors,
-                    on_total=lambda total: progress.update(task, total=total),
-                    on_rows=lambda rows: progress.advance(task, rows),
-                )
-            )
+            result = asyncio.run(run_import())
         except DomainError as exc:
             console.print(f"[red]refusé[/] : {exc}")
             raise typer.Exit(code=2) from exc
@@ -192,7 +227,7 @@ def import_account_status(
     `account-status/{org}/{sha256}`, once per file): usage recorded, first usage → SIM `active` and
     `sim_card.first_usage` published; unknown ICCIDs and invalid rows are reported."""
     from domain.errors import DomainError
-    from infra.account_status_import import import_account_status_file
+    from starters.account_status import import_account_status_file
 
     try:
         outcome = asyncio.run(import_account_status_file(get_settings(), file, org))

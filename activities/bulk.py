@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities._errors import translates_errors
 from domain.enums import BulkItemStatus, BulkOperationKind, BulkOperationStatus, LineStatus, SimStatus
 from domain.errors import DomainError
 from domain.identifiers import InvalidIdentifier, normalize_imei
@@ -68,6 +69,7 @@ async def _live_line(session: AsyncSession, sim: SimCard) -> Line | None:
     return (await session.execute(query)).scalar_one_or_none()
 
 
+@translates_errors
 class BulkActivities:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self._sessionmaker = sessionmaker
@@ -116,13 +118,15 @@ class BulkActivities:
             try:
                 async with self._sessionmaker.begin() as session:
                     detail = await self._edit(session, data, item)
-                results.append(BulkItemResult(iccid=item.iccid, status="succeeded", detail=detail))
+                results.append(BulkItemResult(iccid=item.iccid, status=BulkItemStatus.SUCCEEDED, detail=detail))
             except EditRefused as err:
-                results.append(BulkItemResult(iccid=item.iccid, status="failed", detail=str(err)))
+                results.append(BulkItemResult(iccid=item.iccid, status=BulkItemStatus.FAILED, detail=str(err)))
             except InvalidIdentifier as err:
-                results.append(BulkItemResult(iccid=item.iccid, status="failed", detail=f"{err.field} : {err.reason}"))
+                results.append(
+                    BulkItemResult(iccid=item.iccid, status=BulkItemStatus.FAILED, detail=f"{err.field} : {err.reason}")
+                )
             except DomainError as err:
-                results.append(BulkItemResult(iccid=item.iccid, status="failed", detail=err.reason))
+                results.append(BulkItemResult(iccid=item.iccid, status=BulkItemStatus.FAILED, detail=err.reason))
         return BulkResultsRecord(bulk_id=data.bulk_id, results=results)
 
     async def _edit(self, session: AsyncSession, data: BulkEdit, item: BulkItemInput) -> str:

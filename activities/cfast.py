@@ -1,13 +1,16 @@
-"""CFAST side effects. Each activity looks the object up first and creates it only when missing, so a
+"""CFAST side effects: a company's customer, billing point and site, the service lines of the SIM lifecycle,
+and the one-off articles of top-ups. Each activity looks the object up first and creates it only when missing, so a
 retry, a replay or an object created by someone else never produces a duplicate."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Literal, cast
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from activities._errors import external_call
+from activities._errors import external_call, translates_errors
 from domain.contracts import (
     CfastArticleCancel,
     CfastArticleRequest,
@@ -16,13 +19,28 @@ from domain.contracts import (
     EnsureCfastSite,
     ExternalCallResult,
 )
-from integrations.cfast import CfastClient
-from integrations.errors import ConflictError
+from domain.errors import ErrorCode
+from domain.lifecycle_contracts import CfastChangeSubscription, CfastEnsureService, CfastServiceRef
+from integrations.cfast import CfastClient, CfastService
+from integrations.errors import ConflictError, NotFoundError
 from workflows import activity_names as names
 
 ParcType = Literal["fixed", "internet", "mobile", "cybersecurity"]
 
 
+def _service_answer(service: CfastService) -> dict[str, object]:
+    return {
+        "serviceId": service.service_id,
+        "serviceLabel": service.service_label,
+        "siteId": service.site_id,
+        "status": service.status,
+        "articleCode": service.article_code,
+        "startDate": service.start_date.isoformat(),
+        "terminationDate": service.termination_date.isoformat() if service.termination_date else None,
+    }
+
+
+@translates_errors
 class CfastActivities:
     def __init__(self, client: CfastClient) -> None:
         self._client = client
@@ -99,7 +117,106 @@ class CfastActivities:
             answer=created.model_dump(mode="json", by_alias=True),
         )
 
+    # --- service lines of the SIM lifecycle -----------------------------------------------------
 
+    @activity.defn(name=names.PROV_CFAST_ENSURE_SERVICE)
+    async def cfast_ensure_service(self, data: CfastEnsureService) -> ExternalCallResult:
+        """Looks the service line up by its label (the MSISDN) first: an active one on our site is
+        reused (ids fetched on the fly, seed 003), one on another site is a refusal."""
+        sent = data.model_dump(mode="json", exclude={"idempotency_key"})
+        async with external_call():
+            existing = await self._client.find_service_by_label(data.service_label)
+            if existing is None or existing.status != "active":
+                try:
+                    created = await self._client.create_service(
+                        data.site_id,
+                        service_label=data.service_label,
+                        last_name=data.last_name,
+                        first_name=data.first_name,
+                        article_code=data.article_code,
+                        article_label=data.article_label,
+                        article_periodic_price=data.article_periodic_price,
+                        periodic_buy_price=data.periodic_buy_price,
+                        start_date=data.start_date,
+                        idempotency_key=data.idempotency_key,
+                    )
+                except ConflictError:
+                    existing = await self._client.find_service_by_label(data.service_label)
+                    if existing is None:
+                        raise
+                else:
+                    return ExternalCallResult(object_id=created.service_id, sent=sent, answer=_service_answer(created))
+        if existing.site_id != data.site_id:
+            raise ApplicationError(
+                f"CFAST service line {data.service_label} is active on another site ({existing.site_id})",
+                type=ErrorCode.CFAST_SERVICE_LABEL_IN_USE,
+                non_retryable=True,
+            )
+        return ExternalCallResult(
+            object_id=existing.service_id, fetched_existing=True, sent=sent, answer=_service_answer(existing)
+        )
+
+    async def _find_ours(self, data: CfastServiceRef) -> CfastService | None:
+        if data.service_id:
+            try:
+                return await self._client.get_service(data.service_id)
+            except NotFoundError:
+                return None
+        found = await self._client.find_service_by_label(data.service_label)
+        if found is None:
+            return None
+        matches = (
+            (data.site_id is None or found.site_id == data.site_id)
+            and (data.article_code is None or found.article_code == data.article_code)
+            and (data.start_date is None or found.start_date == data.start_date)
+        )
+        return found if matches else None
+
+    @activity.defn(name=names.PROV_CFAST_TERMINATE_SERVICE)
+    async def cfast_terminate_service(self, data: CfastServiceRef) -> ExternalCallResult:
+        """Terminates the service line (with its date); one already terminated, or never created, is left
+        as it is."""
+        termination_date = data.termination_date or datetime.now(UTC).date()
+        sent = {
+            "serviceId": data.service_id,
+            "serviceLabel": data.service_label,
+            "terminationDate": str(termination_date),
+        }
+        async with external_call():
+            service = await self._find_ours(data)
+            if service is None:
+                return ExternalCallResult(object_id="", sent=sent, answer={"skipped": "no such service"})
+            if service.status == "terminated":
+                return ExternalCallResult(
+                    object_id=service.service_id, fetched_existing=True, sent=sent, answer=_service_answer(service)
+                )
+            terminated = await self._client.terminate_service(
+                service.service_id, termination_date=termination_date, idempotency_key=data.idempotency_key
+            )
+        return ExternalCallResult(object_id=terminated.service_id, sent=sent, answer=_service_answer(terminated))
+
+    @activity.defn(name=names.PROV_CFAST_CHANGE_SUBSCRIPTION)
+    async def cfast_change_subscription(self, data: CfastChangeSubscription) -> ExternalCallResult:
+        sent = data.model_dump(mode="json", exclude={"idempotency_key"})
+        async with external_call():
+            current = await self._client.get_service(data.service_id)
+            if current.article_code == data.article_code:  # already on that subscription: nothing to change
+                return ExternalCallResult(
+                    object_id=current.service_id, fetched_existing=True, sent=sent, answer=_service_answer(current)
+                )
+            service = await self._client.change_subscription(
+                data.service_id,
+                article_code=data.article_code,
+                article_label=data.article_label,
+                article_periodic_price=data.article_periodic_price,
+                periodic_buy_price=data.periodic_buy_price,
+                start_date=data.start_date,
+                idempotency_key=data.idempotency_key,
+            )
+        return ExternalCallResult(object_id=service.service_id, sent=sent, answer=_service_answer(service))
+
+
+@translates_errors
 class CfastBillingActivities:
     """One-off articles on a CFAST service line: the billed record of a top-up, and its cancellation."""
 

@@ -5,24 +5,21 @@ deployments. Every status change goes through the status machines (`domain.sim_s
 Every id an activity receives from its workflow's input (and so, at the start, from an API caller) is
 checked against the tenant the workflow runs for with `ensure_in_tenant` (the `authorize` of the handlers,
 with the workflow's principal) before anything is read or written: an id of another organisation is a
-non-retryable `inventory.not_found`, and nothing changes.
+non-retryable `resource.not_found` (`activities._errors`), and nothing changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from activities._errors import translates_errors
 from domain.authz import Action, TenantChain
 from domain.enums import DeploymentKind, DeploymentStatus, LineStatus, SimStatus
-from domain.errors import DomainError, NotFound, ValidationFailed
-from domain.identifiers import InvalidIdentifier
+from domain.errors import NotFound, ValidationFailed
 from domain.lifecycle_contracts import (
     ActivationContext,
     AllocatedMsisdn,
@@ -65,27 +62,6 @@ from domain.services.tenancy import ensure_in_tenant
 from workflows import activity_names as names
 
 
-@asynccontextmanager
-async def domain_call() -> AsyncIterator[None]:
-    """Domain refusals are final (non-retryable `inventory.<code>`); database trouble is retried."""
-    try:
-        yield
-    except InvalidIdentifier as err:
-        raise ApplicationError(
-            f"{err.field}: {err.reason}",
-            {"field": err.field, "reason": err.reason},
-            type="inventory.invalid_identifier",
-            non_retryable=True,
-        ) from err
-    except DomainError as err:
-        raise ApplicationError(
-            err.reason if err.field is None else f"{err.field}: {err.reason}",
-            {"field": err.field, "reason": err.reason},
-            type=f"inventory.{err.code}",
-            non_retryable=True,
-        ) from err
-
-
 def plan_offer_code(plan: Plan) -> str:
     """The supplier offer of a plan; a plan without one is ordered under its own id (SNAIC prices it 0)."""
     return plan.supplier_offer_code or f"PLAN_{plan.id[:12].upper()}"
@@ -100,13 +76,6 @@ def _split_name(full_name: str) -> tuple[str | None, str]:
 
 def _tenant(org_id: str, company_id: str | None = None) -> TenantChain:
     return TenantChain(org_id, company_id)
-
-
-async def _sim_by_iccid(session: AsyncSession, iccid: str) -> SimCard:
-    sim = (await session.execute(select(SimCard).where(SimCard.iccid == iccid))).scalar_one_or_none()
-    if sim is None:
-        raise NotFound("iccid", "carte SIM introuvable")
-    return sim
 
 
 async def _open_deployment(session: AsyncSession, data: OpenDeployment) -> str:
@@ -140,6 +109,7 @@ async def _open_deployment(session: AsyncSession, data: OpenDeployment) -> str:
     return deployment.id
 
 
+@translates_errors
 class InventoryActivities:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], msisdn_index: MsisdnIndex) -> None:
         self._sessionmaker = sessionmaker
@@ -150,7 +120,7 @@ class InventoryActivities:
     @activity.defn(name=names.INVENTORY_RESERVE_SIM)
     async def reserve_sim(self, data: ReserveSim) -> ReservedSim:
         """Holds the SIM for this activation and makes sure the line row exists (under construction)."""
-        async with domain_call(), self._sessionmaker.begin() as session:
+        async with self._sessionmaker.begin() as session:
             company = _tenant(data.org_id, data.company_id)
             await ensure_in_tenant(session, "company_id", data.company_id, company)
             await ensure_in_tenant(session, "plan_id", data.plan_id, company, Action.READ)
@@ -209,10 +179,9 @@ class InventoryActivities:
         obsolete with the reason (history), nothing else of it remains."""
         async with self._sessionmaker.begin() as session:
             # The reservation may have failed before the SIM was held or the line written: absent is fine.
-            async with domain_call():
-                tenant = _tenant(data.org_id)
-                await ensure_in_tenant(session, "iccid", data.iccid, tenant, missing_ok=True)
-                line: Line | None = await ensure_in_tenant(session, "line_id", data.line_id, tenant, missing_ok=True)
+            tenant = _tenant(data.org_id)
+            await ensure_in_tenant(session, "iccid", data.iccid, tenant, missing_ok=True)
+            line: Line | None = await ensure_in_tenant(session, "line_id", data.line_id, tenant, missing_ok=True)
             await line_service.release_sim(
                 session, iccid=data.iccid, reservation_key=data.reservation_key, actor=data.actor
             )
@@ -225,7 +194,7 @@ class InventoryActivities:
     @activity.defn(name=names.INVENTORY_ALLOCATE_MSISDN)
     async def allocate_msisdn(self, data: AllocateMsisdn) -> AllocatedMsisdn:
         now = datetime.now(UTC)
-        async with domain_call(), self._sessionmaker.begin() as session:
+        async with self._sessionmaker.begin() as session:
             line: Line | None = await ensure_in_tenant(
                 session, "line_id", data.line_id, _tenant(data.org_id), missing_ok=True
             )
@@ -263,7 +232,7 @@ class InventoryActivities:
     @activity.defn(name=names.INVENTORY_LOAD_ACTIVATION)
     async def load_activation(self, data: LoadActivation) -> ActivationContext:
         """Everything the activation sends to SNAIC, the OCS and CFAST, read once."""
-        async with domain_call(), self._sessionmaker() as session:
+        async with self._sessionmaker() as session:
             tenant = _tenant(data.org_id, data.company_id)
             company: Company = await ensure_in_tenant(session, "company_id", data.company_id, tenant, Action.READ)
             if data.line_id:
@@ -325,7 +294,7 @@ class InventoryActivities:
     async def finalize_activation(self, data: FinalizeActivation) -> None:
         """The line is active, its number assigned, the SIM `ready_for_activation` with its company,
         plan and end user; the reservation ends. Idempotent."""
-        async with domain_call(), self._sessionmaker.begin() as session:
+        async with self._sessionmaker.begin() as session:
             tenant = _tenant(data.org_id, data.company_id)
             line: Line = await ensure_in_tenant(session, "line_id", data.line_id, tenant)
             sim: SimCard = await ensure_in_tenant(session, "iccid", data.iccid, _tenant(data.org_id))
@@ -367,7 +336,7 @@ class InventoryActivities:
     @activity.defn(name=names.INVENTORY_OPEN_DEPLOYMENT)
     async def open_deployment(self, data: OpenDeployment) -> str:
         """The change order the workflow executes; its MAJ records hang from it. One per workflow id."""
-        async with domain_call(), self._sessionmaker.begin() as session:
+        async with self._sessionmaker.begin() as session:
             return await _open_deployment(session, data)
 
     @activity.defn(name=names.INVENTORY_CLOSE_DEPLOYMENT)
@@ -381,7 +350,7 @@ class InventoryActivities:
 
     @activity.defn(name=names.INVENTORY_LOAD_LINE)
     async def load_line(self, data: LoadLine) -> LineSnapshot:
-        async with domain_call(), self._sessionmaker() as session:
+        async with self._sessionmaker() as session:
             line: Line = await ensure_in_tenant(session, "line_id", data.line_id, _tenant(data.org_id), Action.READ)
             sim = await session.get(SimCard, line.sim_id) if line.sim_id else None
             plan = await session.get(Plan, line.plan_id) if line.plan_id else None
@@ -404,7 +373,7 @@ class InventoryActivities:
 
     @activity.defn(name=names.INVENTORY_LOAD_PLAN)
     async def load_plan(self, data: LoadPlan) -> PlanTerms:
-        async with domain_call(), self._sessionmaker() as session:
+        async with self._sessionmaker() as session:
             plan: Plan = await ensure_in_tenant(
                 session, "plan_id", data.plan_id, _tenant(data.org_id, data.company_id), Action.READ
             )
@@ -421,7 +390,7 @@ class InventoryActivities:
     @activity.defn(name=names.INVENTORY_SET_LINE_STATUS)
     async def set_line_status(self, data: SetLineStatus) -> None:
         """Line status through the machine; the SIM follows (`previous`: its status before suspension)."""
-        async with domain_call(), self._sessionmaker.begin() as session:
+        async with self._sessionmaker.begin() as session:
             line: Line = await ensure_in_tenant(session, "line_id", data.line_id, _tenant(data.org_id))
             await line_service.change_line(
                 session, line, actor=data.actor, workflow_id=data.workflow_id, status=LineStatus(data.status)
@@ -451,7 +420,7 @@ class InventoryActivities:
 
     @activity.defn(name=names.INVENTORY_SET_LINE_PLAN)
     async def set_line_plan(self, data: SetLinePlan) -> None:
-        async with domain_call(), self._sessionmaker.begin() as session:
+        async with self._sessionmaker.begin() as session:
             line: Line = await ensure_in_tenant(session, "line_id", data.line_id, _tenant(data.org_id))
             await ensure_in_tenant(session, "plan_id", data.plan_id, _tenant(line.org_id, line.company_id), Action.READ)
             await line_service.change_line(
@@ -467,7 +436,7 @@ class InventoryActivities:
     @activity.defn(name=names.INVENTORY_SCHEDULE_TERMINATION)
     async def schedule_termination(self, data: ScheduleTermination) -> None:
         """Closes the top-up gate at once and records when the line will be terminated."""
-        async with domain_call(), self._sessionmaker.begin() as session:
+        async with self._sessionmaker.begin() as session:
             line: Line = await ensure_in_tenant(session, "line_id", data.line_id, _tenant(data.org_id))
             if line.status is LineStatus.TERMINATED:
                 return
@@ -478,7 +447,7 @@ class InventoryActivities:
 
     @activity.defn(name=names.INVENTORY_CANCEL_TERMINATION)
     async def cancel_scheduled_termination(self, data: CancelScheduledTermination) -> None:
-        async with domain_call(), self._sessionmaker.begin() as session:
+        async with self._sessionmaker.begin() as session:
             line: Line | None = await ensure_in_tenant(
                 session, "line_id", data.line_id, _tenant(data.org_id), missing_ok=True
             )
@@ -491,7 +460,7 @@ class InventoryActivities:
     @activity.defn(name=names.INVENTORY_COMPLETE_TERMINATION)
     async def complete_termination(self, data: CompleteTermination) -> None:
         """Line terminated, SIM terminated, number in quarantine; the rows stay (history). Idempotent."""
-        async with domain_call(), self._sessionmaker.begin() as session:
+        async with self._sessionmaker.begin() as session:
             line: Line = await ensure_in_tenant(session, "line_id", data.line_id, _tenant(data.org_id))
             if line.status is not LineStatus.TERMINATED:
                 line.terminated_at = data.terminated_at
@@ -506,7 +475,7 @@ class InventoryActivities:
 
     @activity.defn(name=names.INVENTORY_RECORD_USAGE)
     async def record_usage(self, data: RecordUsage) -> bool:
-        async with domain_call(), self._sessionmaker.begin() as session:
+        async with self._sessionmaker.begin() as session:
             sim: SimCard = await ensure_in_tenant(session, "iccid", data.iccid, _tenant(data.org_id))
             return await line_service.record_sim_usage(
                 session,

@@ -1,4 +1,5 @@
-"""Wallet payments of top-ups: a debit respecting the minimum balance, and its re-credit.
+"""Wallet payments of top-ups (a debit respecting the minimum balance, and its re-credit) and the credit of
+a wallet funded by card.
 
 The ledger is append-only; each movement's `reference` is unique, so a retried activity finds the
 movement it already made instead of making another.
@@ -6,22 +7,19 @@ movement it already made instead of making another.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities._errors import translates_errors
 from domain.contracts import ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest
-from domain.enums import WalletOwnerType
-from domain.models import TopUp, Wallet, WalletEntry
+from domain.enums import FundingStatus, TopUpPaymentStatus, WalletOwnerType
+from domain.errors import ErrorCode
+from domain.models import TopUp, Wallet, WalletEntry, WalletFunding
+from domain.services.wallets import FUNDING_ENTRY_KIND, balance_of, ensure_funding_charge, record_funding_refund
+from domain.wallet_contracts import FundingCredit, FundingCredited, FundingStatusUpdate
 from workflows import activity_names as names
-
-
-async def wallet_balance(session: AsyncSession, wallet_id: str) -> int:
-    total = await session.execute(
-        select(func.coalesce(func.sum(WalletEntry.amount_minor), 0)).where(WalletEntry.wallet_id == wallet_id)
-    )
-    return int(total.scalar_one())
 
 
 async def paying_wallet(session: AsyncSession, topup: TopUp, *, lock: bool) -> Wallet:
@@ -40,6 +38,7 @@ async def paying_wallet(session: AsyncSession, topup: TopUp, *, lock: bool) -> W
     raise ApplicationError("aucun portefeuille actif pour ce client", type="wallet.not_found", non_retryable=True)
 
 
+@translates_errors
 class LedgerActivities:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self._sessionmaker = sessionmaker
@@ -60,9 +59,9 @@ class LedgerActivities:
             if done is None:
                 if wallet.currency != data.currency:
                     raise ApplicationError(
-                        "devise du portefeuille différente", type="wallet.currency", non_retryable=True
+                        "devise du portefeuille différente", type=ErrorCode.WALLET_CURRENCY_MISMATCH, non_retryable=True
                     )
-                balance = await wallet_balance(session, wallet.id)
+                balance = await balance_of(session, wallet.id)
                 if balance - data.amount_minor < wallet.min_balance_minor:
                     raise ApplicationError(
                         f"solde insuffisant : {balance} disponible, minimum {wallet.min_balance_minor}",
@@ -78,7 +77,7 @@ class LedgerActivities:
                 )
                 session.add(done)
                 await session.flush()
-        return ChargeOutcome(payment_status="succeeded", payment_reference=f"wallet-entry:{done.id}")
+        return ChargeOutcome(payment_status=TopUpPaymentStatus.SUCCEEDED, payment_reference=f"wallet-entry:{done.id}")
 
     @activity.defn(name=names.LEDGER_REFUND_WALLET)
     async def refund_wallet(self, data: RefundRequest) -> RefundOutcome:
@@ -99,3 +98,53 @@ class LedgerActivities:
                 session.add(refund)
                 await session.flush()
         return RefundOutcome(refund_reference=f"wallet-entry:{refund.id}")
+
+    # --- wallet fundings ---------------------------------------------------------------------------
+
+    @activity.defn(name=names.LEDGER_CREDIT_FUNDING)
+    async def credit_funding(self, data: FundingCredit) -> FundingCredited:
+        """The ledger credit of a charged funding, once (unique reference). A disabled wallet refuses it,
+        finally: the workflow then refunds the charge."""
+        async with self._sessionmaker.begin() as session:
+            funding = await session.get(WalletFunding, data.funding_id)
+            if funding is None or funding.org_id != data.org_id:
+                raise ApplicationError(
+                    f"funding {data.funding_id} not found", type="funding.not_found", non_retryable=True
+                )
+            done = await self._existing(session, data.reference)
+            if done is None:
+                query = select(Wallet).where(Wallet.id == funding.wallet_id).with_for_update()
+                wallet = (await session.execute(query)).scalar_one()
+                if not wallet.enabled:
+                    raise ApplicationError("portefeuille désactivé", type="wallet.disabled", non_retryable=True)
+                if wallet.currency != funding.currency:
+                    raise ApplicationError(
+                        "devise du portefeuille différente", type=ErrorCode.WALLET_CURRENCY_MISMATCH, non_retryable=True
+                    )
+                done = WalletEntry(
+                    wallet_id=wallet.id,
+                    amount_minor=funding.amount_minor,
+                    kind=FUNDING_ENTRY_KIND,
+                    reference=data.reference,
+                    description=f"Approvisionnement par carte {funding.id}",
+                )
+                session.add(done)
+                await session.flush()
+            # Every money movement is a transaction: written with the credit, in its database transaction.
+            await ensure_funding_charge(session, funding)
+            balance = await balance_of(session, done.wallet_id)
+        return FundingCredited(ledger_reference=done.reference, entry_id=done.id, balance_minor=balance)
+
+    @activity.defn(name=names.LEDGER_SET_FUNDING_STATUS)
+    async def set_funding_status(self, data: FundingStatusUpdate) -> None:
+        values = {k: v for k, v in data.model_dump(exclude={"funding_id", "org_id"}).items() if v is not None}
+        async with self._sessionmaker.begin() as session:
+            funding = await session.get(WalletFunding, data.funding_id)
+            if funding is None or funding.org_id != data.org_id:
+                raise ApplicationError(
+                    f"funding {data.funding_id} not found", type="funding.not_found", non_retryable=True
+                )
+            for key, value in values.items():
+                setattr(funding, key, value)
+            if data.status == FundingStatus.REFUNDED:  # the card was charged and refunded: its reversal and Refund row
+                await record_funding_refund(session, funding)

@@ -6,16 +6,17 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities._errors import external_call
+from activities._errors import translates_errors
 from domain.contracts import AutoTopUpScan, AutoTopUpStarted
-from domain.models import CatalogueArticle, SimCard
+from domain.enums import TopUpSource
 from domain.security import MsisdnIndex
 from domain.services.auto_topup import lines_under_auto_topup, rule_topup_count
-from domain.services.topups import TopUpRequest, create_or_get_topup, topup_input
+from domain.services.topups import TopUpRequest, submit_topup
 from integrations.ocs import OcsClient
 from workflows import activity_names as names
 
 
+@translates_errors
 class RuleActivities:
     def __init__(
         self,
@@ -38,40 +39,29 @@ class RuleActivities:
         started = AutoTopUpStarted(checked=len(candidates))
         for line, rule in candidates:
             assert line.ocs_account is not None
-            async with external_call():
-                account = await self._ocs.get_account(line.ocs_account)
+            account = await self._ocs.get_account(line.ocs_account)
             remaining = account.total("*data") if account is not None else 0
             if remaining >= rule.threshold_bytes:
                 continue
             async with self._sessionmaker() as session:
                 episode = await rule_topup_count(session, line.id)
-            # One key per line and trigger episode: a retried activity finds the intent it already wrote.
-            key = f"rule-{rule.rule_id[:12]}-{line.id[:12]}-{episode}"
-            topup, line, _ = await create_or_get_topup(
-                self._sessionmaker,
-                TopUpRequest(
-                    line_id=line.id,
-                    data_gb=rule.data_gb,
-                    payment_method=rule.payment_method,
-                    idempotency_key=key,
-                    source="rule",
-                    requested_by=f"rule:{rule.rule_id}",
-                ),
-            )
-            async with self._sessionmaker() as session:
-                article = await session.get(CatalogueArticle, topup.article_id)
-                sim = await session.get(SimCard, line.sim_id) if line.sim_id else None
-            assert article is not None
-            if line.msisdn:
-                started.msisdn_hashes[topup.id] = self._msisdn_index.of(line.msisdn)
-            started.inputs.append(
-                topup_input(
-                    topup,
-                    line,
-                    article,
-                    sim.iccid if sim else None,
-                    self._snaic_sla_s,
+                # One key per line and trigger episode: a retried activity finds the intent it already wrote.
+                key = f"rule-{rule.rule_id[:12]}-{line.id[:12]}-{episode}"
+                submitted = await submit_topup(
+                    session,
+                    TopUpRequest(
+                        line_id=line.id,
+                        data_gb=rule.data_gb,
+                        payment_method=rule.payment_method,
+                        idempotency_key=key,
+                        source=TopUpSource.RULE,
+                        requested_by=f"rule:{rule.rule_id}",
+                    ),
+                    principal=None,
+                    sla_s=self._snaic_sla_s,
                     charge_window_s=self._charge_window_s,
                 )
-            )
+            if submitted.msisdn:
+                started.msisdn_hashes[submitted.topup.id] = self._msisdn_index.of(submitted.msisdn)
+            started.inputs.append(submitted.workflow_input)
         return started

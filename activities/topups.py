@@ -9,12 +9,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities._errors import external_call
+from activities._errors import external_call, translates_errors
+from activities.records import insert_update_record, write_audit_row
 from domain.authz import Action, TenantChain
 from domain.contracts import (
     LineTargets,
@@ -24,8 +26,9 @@ from domain.contracts import (
     TopUpNotice,
     TopUpReceiptRecord,
     TopUpStatusUpdate,
+    TopUpStepWrites,
 )
-from domain.enums import DeploymentStatus, InvoiceStatus, PaymentMethod
+from domain.enums import DeploymentStatus, InvoiceStatus, PaymentMethod, TopUpPaymentStatus, TopUpStatus
 from domain.errors import NotFound
 from domain.identifiers import msisdn_national
 from domain.models import (
@@ -33,15 +36,21 @@ from domain.models import (
     Company,
     Deployment,
     EndUser,
-    Invoice,
-    InvoiceCounter,
     Line,
     Notification,
     Payment,
     TopUp,
     Transaction,
 )
-from domain.money import DEFAULT_VAT_RATE_BP
+from domain.money import Money
+from domain.services.billing import (
+    BILLED_BY_CFAST,
+    BILLED_BY_RECEIPT,
+    issue_invoice,
+    record_payment,
+    record_refund,
+    record_transaction,
+)
 from domain.services.lines import topup_refusal
 from domain.services.tenancy import ensure_in_tenant
 from integrations.cfast import CfastClient
@@ -52,29 +61,56 @@ DEFAULT_TOPUP_VALIDITY = timedelta(days=30)
 NOT_STARTED = "recharge jamais démarrée (interruption du service) : aucun paiement effectué"
 
 
-def vat_included(amount_minor: int, rate_bp: int = DEFAULT_VAT_RATE_BP) -> int:
-    """The VAT inside a tax-inclusive amount, rounded half up to the cent."""
-    net = (amount_minor * 10_000 * 2 + (10_000 + rate_bp)) // (2 * (10_000 + rate_bp))
-    return amount_minor - net
-
-
-async def next_invoice_number(session: AsyncSession, org_id: str) -> int:
-    """Gapless per organisation: the counter row is incremented in the transaction issuing the invoice.
-    The UPDATE comes first so the row is write-locked at once (SQLite and PostgreSQL alike)."""
-    bump = (
-        update(InvoiceCounter)
-        .where(InvoiceCounter.org_id == org_id)
-        .values(last_number=InvoiceCounter.last_number + 1)
-        .returning(InvoiceCounter.last_number)
+async def ensure_topup_charge(session: AsyncSession, topup: TopUp) -> tuple[Payment, Transaction]:
+    """The payment and the charge transaction of a top-up whose money moved, written once (the references
+    are the workflow's). On account, CFAST bills the article: the transaction is `billed_by=cfast` and
+    simflow issues no document for it; by card or wallet, the receipt invoice at completion carries it."""
+    prefix = topup.workflow_id
+    article = await session.get(CatalogueArticle, topup.article_id)
+    on_account = topup.payment_method is PaymentMethod.ACCOUNT
+    transaction = await record_transaction(
+        session,
+        org_id=topup.org_id,
+        company_id=topup.company_id,
+        line_id=topup.line_id,
+        reference=f"{prefix}:transaction",
+        description=f"Recharge DATA {topup.quantity} Go",
+        retail=Money(topup.amount_minor, topup.currency),
+        wholesale=Money((article.purchase_price_minor if article else 0) * topup.quantity, topup.currency),
+        billed_by=BILLED_BY_CFAST if on_account else BILLED_BY_RECEIPT,
     )
-    number = (await session.execute(bump)).scalar_one_or_none()
-    if number is None:
-        session.add(InvoiceCounter(org_id=org_id, last_number=1))
-        await session.flush()
-        return 1
-    return int(number)
+    payment = await record_payment(
+        session,
+        org_id=topup.org_id,
+        company_id=topup.company_id,
+        reference=f"{prefix}:payment",
+        method=topup.payment_method,
+        amount=Money(topup.amount_minor, topup.currency),
+        status=TopUpPaymentStatus.ON_ACCOUNT if on_account else TopUpPaymentStatus.SUCCEEDED,
+        stripe_payment_intent_id=(topup.payment_reference if topup.payment_method is PaymentMethod.CARD else None),
+    )
+    return payment, transaction
 
 
+async def record_topup_refund(session: AsyncSession, topup: TopUp) -> None:
+    """A refunded top-up: its reversal (negative; on a credit note when the charge was already invoiced) and
+    its `Refund` row, once. A refund that found nothing charged writes nothing."""
+    if (topup.refund_reference or "").startswith("none:"):
+        return
+    prefix = topup.workflow_id
+    payment, charge = await ensure_topup_charge(session, topup)
+    await record_refund(
+        session,
+        charge=charge,
+        payment=payment,
+        reversal_reference=f"{prefix}:transaction-reversal",
+        refund_reference=f"{prefix}:refund",
+        description=f"Remboursement recharge DATA {topup.quantity} Go",
+        provider_reference=topup.refund_reference,
+    )
+
+
+@translates_errors
 class TopUpActivities:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], snaic: SnaicClient, cfast: CfastClient) -> None:
         self._sessionmaker = sessionmaker
@@ -128,17 +164,8 @@ class TopUpActivities:
 
     @activity.defn(name=names.TOPUP_SET_STATUS)
     async def set_status(self, data: TopUpStatusUpdate) -> None:
-        values = data.model_dump(exclude={"topup_id", "deployment_status"}, exclude_none=True)
         async with self._sessionmaker.begin() as session:
-            topup = await session.get(TopUp, data.topup_id)
-            if topup is None:
-                raise ApplicationError(f"top-up {data.topup_id} not found", type="topup.not_found", non_retryable=True)
-            for field, value in values.items():
-                setattr(topup, field, value)
-            if data.deployment_status and topup.deployment_id:
-                deployment = await session.get(Deployment, topup.deployment_id)
-                if deployment is not None:
-                    deployment.status = DeploymentStatus(data.deployment_status)
+            await apply_status(session, data)
 
     @activity.defn(name=names.TOPUP_SETTLE_UNSTARTED)
     async def settle_unstarted(self, data: SettleUnstartedTopUps) -> SettledTopUps:
@@ -150,7 +177,7 @@ class TopUpActivities:
             stale = (
                 await session.execute(
                     select(TopUp.id, TopUp.workflow_id)
-                    .where(TopUp.status == "pending", TopUp.created_at < cutoff)
+                    .where(TopUp.status == TopUpStatus.PENDING, TopUp.created_at < cutoff)
                     .order_by(TopUp.created_at)
                     .limit(data.limit)
                 )
@@ -168,8 +195,12 @@ class TopUpActivities:
             async with self._sessionmaker.begin() as session:
                 changed = await session.execute(
                     update(TopUp)
-                    .where(TopUp.id == topup_id, TopUp.status == "pending")
-                    .values(status="failed", payment_status="not_started", failure_reason=NOT_STARTED)
+                    .where(TopUp.id == topup_id, TopUp.status == TopUpStatus.PENDING)
+                    .values(
+                        status=TopUpStatus.FAILED,
+                        payment_status=TopUpPaymentStatus.NOT_STARTED,
+                        failure_reason=NOT_STARTED,
+                    )
                     .returning(TopUp.deployment_id)
                 )
                 row = changed.first()
@@ -186,84 +217,101 @@ class TopUpActivities:
 
     @activity.defn(name=names.TOPUP_RECORD_RECEIPT)
     async def record_receipt(self, data: TopUpReceiptRecord) -> None:
-        """Transaction, payment and the paid invoice (receipt) carrying the payment reference."""
-        transaction_ref = f"{data.reference_prefix}:transaction"
         async with self._sessionmaker.begin() as session:
-            done = await session.execute(select(Transaction.id).where(Transaction.reference == transaction_ref))
-            if done.first() is not None:
-                return
-            topup = await session.get(TopUp, data.topup_id)
-            if topup is None:
-                raise ApplicationError(f"top-up {data.topup_id} not found", type="topup.not_found", non_retryable=True)
-            article = await session.get(CatalogueArticle, topup.article_id)
-            wholesale = (article.purchase_price_minor if article else 0) * topup.quantity
-            tax = vat_included(topup.amount_minor)
-            invoice = Invoice(
-                org_id=topup.org_id,
-                company_id=topup.company_id,
-                number=await next_invoice_number(session, topup.org_id),
-                reference=f"{data.reference_prefix}:invoice",
-                status=InvoiceStatus.PAID,
-                total_minor=topup.amount_minor,
-                tax_minor=tax,
-                currency=topup.currency,
-                payment_reference=topup.payment_reference,
-            )
-            session.add(invoice)
-            await session.flush()
-            session.add(
-                Transaction(
-                    org_id=topup.org_id,
-                    company_id=topup.company_id,
-                    line_id=topup.line_id,
-                    reference=transaction_ref,
-                    description=f"Recharge DATA {topup.quantity} Go",
-                    retail_minor=topup.amount_minor,
-                    wholesale_minor=wholesale,
-                    tax_minor=tax,
-                    currency=topup.currency,
-                    invoice_id=invoice.id,
-                )
-            )
-            session.add(
-                Payment(
-                    org_id=topup.org_id,
-                    company_id=topup.company_id,
-                    invoice_id=invoice.id,
-                    method=topup.payment_method,
-                    amount_minor=topup.amount_minor,
-                    currency=topup.currency,
-                    status="succeeded" if topup.payment_method is not PaymentMethod.ACCOUNT else "on_account",
-                    reference=f"{data.reference_prefix}:payment",
-                    stripe_payment_intent_id=(
-                        topup.payment_reference if topup.payment_method is PaymentMethod.CARD else None
-                    ),
-                )
-            )
+            await issue_receipt(session, data)
 
     @activity.defn(name=names.TOPUP_NOTIFY)
     async def notify(self, data: TopUpNotice) -> None:
         async with self._sessionmaker.begin() as session:
-            exists = await session.execute(select(Notification.id).where(Notification.reference == data.reference))
-            if exists.first() is not None:
-                return
-            topup = await session.get(TopUp, data.topup_id)
-            if topup is None:
-                return
-            recipient: str | None = None
-            if topup.end_user_id:
-                user = await session.get(EndUser, topup.end_user_id)
-                recipient = user.email if user else None
-            if recipient is None:
-                company = await session.get(Company, topup.company_id)
-                recipient = company.billing_email if company else None
-            session.add(
-                Notification(
-                    org_id=topup.org_id,
-                    company_id=topup.company_id,
-                    reference=data.reference,
-                    recipient=recipient,
-                    subject=data.subject,
-                    body=data.body,
-                )
-            )
+            await add_notice(session, data)
+
+    @activity.defn(name=names.TOPUP_RECORD_STEP)
+    async def record_step(self, data: TopUpStepWrites) -> None:
+        """One saga step's own writes in one transaction (one local activity instead of up to five)."""
+        async with self._sessionmaker.begin() as session:
+            for entry in data.records:
+                await insert_update_record(session, entry)
+            if data.status is not None:
+                await apply_status(session, data.status)
+            if data.receipt is not None:
+                await issue_receipt(session, data.receipt)
+            for audit in data.audits:
+                await write_audit_row(session, audit)
+            for notice in data.notices:
+                try:  # a notification never undoes the step it reports
+                    async with session.begin_nested():
+                        await add_notice(session, notice)
+                except SQLAlchemyError as exc:
+                    activity.logger.warning("notification %s not written: %s", notice.reference, exc)
+
+
+async def _topup(session: AsyncSession, topup_id: str) -> TopUp:
+    topup = await session.get(TopUp, topup_id)
+    if topup is None:
+        raise ApplicationError(f"top-up {topup_id} not found", type="topup.not_found", non_retryable=True)
+    return topup
+
+
+async def apply_status(session: AsyncSession, data: TopUpStatusUpdate) -> None:
+    """The workflow's current view of the top-up, and the money rows its payment status implies."""
+    topup = await _topup(session, data.topup_id)
+    for field, value in data.model_dump(exclude={"topup_id", "deployment_status"}, exclude_none=True).items():
+        setattr(topup, field, value)
+    # Every money movement is a transaction: the charge when the money moves, its reversal on refund.
+    if data.payment_status in (TopUpPaymentStatus.SUCCEEDED, TopUpPaymentStatus.ON_ACCOUNT):
+        await ensure_topup_charge(session, topup)
+    elif data.payment_status is TopUpPaymentStatus.REFUNDED:
+        await record_topup_refund(session, topup)
+    if data.deployment_status and topup.deployment_id:
+        deployment = await session.get(Deployment, topup.deployment_id)
+        if deployment is not None:
+            deployment.status = DeploymentStatus(data.deployment_status)
+
+
+async def issue_receipt(session: AsyncSession, data: TopUpReceiptRecord) -> None:
+    """The completed top-up's documents. By card or wallet simflow issues the receipt: an invoice marked
+    paid at once, carrying the payment reference. On account CFAST bills it: no simflow document."""
+    topup = await _topup(session, data.topup_id)
+    payment, transaction = await ensure_topup_charge(session, topup)
+    if topup.payment_method is PaymentMethod.ACCOUNT or transaction.invoice_id is not None:
+        return
+    line = await session.get(Line, topup.line_id)
+    invoice = await issue_invoice(
+        session,
+        org_id=topup.org_id,
+        company_id=topup.company_id,
+        reference=f"{data.reference_prefix}:invoice",
+        transactions=[transaction],
+        status=InvoiceStatus.PAID,
+        payment_reference=topup.payment_reference,
+        title=f"Recharge DATA {topup.quantity} Go — {line.msisdn if line else topup.line_id}",
+        end_user_id=topup.end_user_id,
+    )
+    payment.invoice_id = invoice.id
+
+
+async def add_notice(session: AsyncSession, data: TopUpNotice) -> None:
+    """The customer's notification (end user, else the company's billing address), once per reference."""
+    exists = await session.execute(select(Notification.id).where(Notification.reference == data.reference))
+    if exists.first() is not None:
+        return
+    topup = await session.get(TopUp, data.topup_id)
+    if topup is None:
+        return
+    recipient: str | None = None
+    if topup.end_user_id:
+        user = await session.get(EndUser, topup.end_user_id)
+        recipient = user.email if user else None
+    if recipient is None:
+        company = await session.get(Company, topup.company_id)
+        recipient = company.billing_email if company else None
+    session.add(
+        Notification(
+            org_id=topup.org_id,
+            company_id=topup.company_id,
+            reference=data.reference,
+            recipient=recipient,
+            subject=data.subject,
+            body=data.body,
+        )
+    )

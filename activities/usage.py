@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities._errors import external_call
-from api.events import emit_event
+from activities._errors import translates_errors
+from activities.webhooks import EventPublisher
 from domain.account_status import AccountStatusRow, parse_account_status
-from domain.enums import SimStatus
-from domain.errors import ValidationFailed
+from domain.enums import FileImportStatus, SimStatus
+from domain.errors import DomainError, ErrorCode, NotFound, ValidationFailed
+from domain.lifecycle_contracts import plan_balance_id
 from domain.models import AccountStatusImport, SimCard
 from domain.services.lines import aware, record_sim_usage
 from domain.services.usage import (
@@ -44,7 +44,6 @@ from domain.usage_contracts import (
 from infra.settings import Settings
 from integrations.ocs import DATA, OcsClient
 from workflows import activity_names as names
-from workflows.sim_activation import plan_balance_id
 
 
 def _result(record: AccountStatusImport) -> AccountStatusImportResult:
@@ -58,11 +57,19 @@ def _result(record: AccountStatusImport) -> AccountStatusImportResult:
     )
 
 
+@translates_errors
 class UsageActivities:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], ocs: OcsClient, settings: Settings) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        ocs: OcsClient,
+        settings: Settings,
+        publish: EventPublisher,
+    ) -> None:
         self._sessionmaker = sessionmaker
         self._ocs = ocs
         self._settings = settings
+        self._publish = publish
 
     # --- AccountStatus file -------------------------------------------------------------------------
 
@@ -73,18 +80,14 @@ class UsageActivities:
         async with self._sessionmaker() as session:
             record = await session.get(AccountStatusImport, data.import_id)
             if record is None or record.org_id != data.org_id:
-                raise ApplicationError(
-                    "AccountStatus import not found", type="usage.import_not_found", non_retryable=True
-                )
-            if record.status == "completed":
+                raise NotFound("import_id", "AccountStatus import not found", code=ErrorCode.USAGE_IMPORT_NOT_FOUND)
+            if record.status == FileImportStatus.COMPLETED:
                 return _result(record)
             content, cursor = record.content, record.next_row
         try:
             parsed = parse_account_status(content)
         except ValidationFailed as exc:
-            raise ApplicationError(
-                str(exc), {"field": exc.field, "reason": exc.reason}, type="usage.invalid_file", non_retryable=True
-            ) from exc
+            raise ValidationFailed(exc.field, exc.reason, code=ErrorCode.USAGE_INVALID_FILE) from exc
         rows = parsed.rows
         chunk = max(1, data.chunk_rows)
         while cursor < len(rows):
@@ -98,13 +101,13 @@ class UsageActivities:
                 AccountStatusImport, data.import_id, populate_existing=True, with_for_update=True
             )
             assert record is not None
-            if record.status != "completed":
+            if record.status != FileImportStatus.COMPLETED:
                 problems = [*problem_dicts(parsed.rejected), *record.problems]
                 problems.sort(key=lambda p: int(p["row"]))
                 record.problems = problems[:MAX_PROBLEMS]
                 record.rows = parsed.total
                 record.errors = len(parsed.rejected)
-                record.status = "completed"
+                record.status = FileImportStatus.COMPLETED
                 record.finished_at = datetime.now(UTC)
             return _result(record)
 
@@ -147,10 +150,9 @@ class UsageActivities:
             )
         activated = missing = 0
         for candidate in candidates:
-            async with external_call():
-                account = await self._ocs.get_account(
-                    candidate.ocs_account, request_id=f"{data.request_prefix}:{candidate.iccid}"
-                )
+            account = await self._ocs.get_account(
+                candidate.ocs_account, request_id=f"{data.request_prefix}:{candidate.iccid}"
+            )
             activity.heartbeat(candidate.iccid)
             if account is None:
                 missing += 1
@@ -193,7 +195,7 @@ class UsageActivities:
         published = 0
         for item in pending[: data.limit]:
             try:
-                await emit_event(
+                await self._publish(
                     activity.client(),
                     self._settings,
                     item.org_id,
@@ -203,7 +205,7 @@ class UsageActivities:
                     sessionmaker=self._sessionmaker,
                 )
             except ValidationFailed as exc:  # not in the catalogue: a programming error, not worth retrying
-                raise ApplicationError(str(exc), type="webhook.unknown_event", non_retryable=True) from exc
+                raise DomainError(exc.field, exc.reason, code=ErrorCode.WEBHOOK_UNKNOWN_EVENT) from exc
             async with self._sessionmaker.begin() as session:
                 await mark_first_usage_published(session, sim_id=item.sim_id, at=datetime.now(UTC))
             published += 1

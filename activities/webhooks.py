@@ -1,20 +1,25 @@
 """Outgoing webhook side effects: one signed HTTP attempt per activity attempt, the final outcome, and
-event publication for workflows. Plus the audit row a workflow writes for a money movement."""
+event publication for workflows. Plus the audit row a workflow writes for a money movement.
+
+Publishing an event starts delivery workflows, which only the starters layer does: the worker hands the
+activities `starters.webhooks.emit_event` as their `EventPublisher`, so no activity imports upward."""
 
 from __future__ import annotations
 
 import json
 import time
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from api.events import emit_event
-from domain.audit import AuditEntry, bind_context, record, reset_context
+from activities._errors import to_application_error, translates_errors
+from activities.records import write_audit_row
 from domain.authz import TenantChain
 from domain.enums import WebhookDeliveryStatus
-from domain.errors import NotFound, ValidationFailed
+from domain.errors import DomainError, ErrorCode, NotFound, ValidationFailed
 from domain.models import WebhookDelivery, WebhookEndpoint
 from domain.security import SecretBox
 from domain.security_contracts import (
@@ -30,34 +35,57 @@ from domain.services.webhooks import log_attempt, signing_secrets
 from domain.webhooks import EVENT_ID_HEADER, EVENT_TYPE_HEADER, signature_headers
 from infra.settings import Settings
 from integrations.errors import IntegrationError
-from integrations.webhooks import TargetRejected, WebhookSender
+from integrations.webhooks import WebhookSender
 from workflows import activity_names as names
 
 
+class EventPublisher(Protocol):
+    """Records an event's deliveries and starts their workflows; returns the delivery workflow ids."""
+
+    async def __call__(
+        self,
+        client: Client,
+        settings: Settings,
+        org_id: str,
+        event_type: str,
+        data: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+    ) -> list[str]: ...
+
+
+@translates_errors
 class WebhookActivities:
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], sender: WebhookSender, box: SecretBox, settings: Settings
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        sender: WebhookSender,
+        box: SecretBox,
+        settings: Settings,
+        publish: EventPublisher,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._sender = sender
         self._box = box
         self._settings = settings
+        self._publish = publish
 
     @activity.defn(name=names.WEBHOOK_DELIVER)
     async def deliver(self, data: WebhookDeliveryInput) -> WebhookAttemptResult:
-        attempt = activity.info().attempt
+        attempt = data.attempt_offset + activity.info().attempt
         async with self._sessionmaker() as session:
             try:  # the delivery must belong to the organisation the workflow runs for
                 delivery: WebhookDelivery = await ensure_in_tenant(
                     session, "delivery_id", data.delivery_id, TenantChain(data.org_id)
                 )
             except NotFound as exc:
-                raise ApplicationError(str(exc), type="webhook.endpoint_gone", non_retryable=True) from exc
-            if delivery.status is WebhookDeliveryStatus.DELIVERED:
+                raise NotFound(exc.field, exc.reason, code=ErrorCode.WEBHOOK_ENDPOINT_GONE) from exc
+            if delivery.status is WebhookDeliveryStatus.DELIVERED and delivery.attempts > data.attempt_offset:
                 return WebhookAttemptResult(status_code=delivery.last_status_code or 200)
             endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id)
             if endpoint is None or not endpoint.enabled or endpoint.org_id != data.org_id:
-                raise ApplicationError("endpoint deleted or disabled", type="webhook.endpoint_gone", non_retryable=True)
+                raise NotFound("endpoint_id", "endpoint deleted or disabled", code=ErrorCode.WEBHOOK_ENDPOINT_GONE)
             url = endpoint.url
             body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False).encode()
             headers = signature_headers(body, signing_secrets(endpoint, self._box), int(time.time()))
@@ -73,13 +101,10 @@ class WebhookActivities:
             status_code, duration_ms = response.status_code, response.duration_ms
             if not 200 <= status_code < 300:
                 error = f"HTTP {status_code}"
-                failure = ApplicationError(error, type="webhook.http_status")
-        except TargetRejected as exc:
-            error = exc.message
-            failure = ApplicationError(error, type="webhook.target_rejected", non_retryable=True)
+                failure = ApplicationError(error, type=ErrorCode.WEBHOOK_HTTP_STATUS)  # retried by the policy
         except IntegrationError as exc:
-            error = f"{exc.code}: {exc.message}"
-            failure = ApplicationError(error, type=f"webhook.{exc.code}", non_retryable=not exc.retryable)
+            error = exc.message if exc.kind == "target_rejected" else f"{exc.code}: {exc.message}"
+            failure = to_application_error(exc)
 
         async with self._sessionmaker.begin() as session:
             current = await session.get(WebhookDelivery, data.delivery_id)
@@ -103,7 +128,7 @@ class WebhookActivities:
     @activity.defn(name=names.WEBHOOKS_EMIT)
     async def emit(self, data: EmitEventInput) -> EmitEventResult:
         try:
-            ids = await emit_event(
+            ids = await self._publish(
                 activity.client(),
                 self._settings,
                 data.org_id,
@@ -113,10 +138,11 @@ class WebhookActivities:
                 sessionmaker=self._sessionmaker,
             )
         except ValidationFailed as exc:
-            raise ApplicationError(str(exc), type="webhook.unknown_event", non_retryable=True) from exc
+            raise DomainError(exc.field, exc.reason, code=ErrorCode.WEBHOOK_UNKNOWN_EVENT) from exc
         return EmitEventResult(workflow_ids=ids)
 
 
+@translates_errors
 class AuditActivities:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self._sessionmaker = sessionmaker
@@ -124,24 +150,5 @@ class AuditActivities:
     @activity.defn(name=names.AUDIT_RECORD)
     async def record(self, data: AuditRecordInput) -> None:
         """Appends an audit row once per `reference` (a retried activity writes nothing more)."""
-        token = bind_context(workflow_id=data.workflow_id or activity.info().workflow_id)
-        try:
-            async with self._sessionmaker.begin() as session:
-                await record(
-                    session,
-                    AuditEntry(
-                        actor=data.actor,
-                        actor_kind=data.actor_kind,
-                        action=data.action,
-                        result=data.result,
-                        org_id=data.org_id,
-                        company_id=data.company_id,
-                        end_user_id=data.end_user_id,
-                        target=data.target,
-                        workflow_id=data.workflow_id or activity.info().workflow_id,
-                        details=dict(data.details),
-                        reference=data.reference,
-                    ),
-                )
-        finally:
-            reset_context(token)
+        async with self._sessionmaker.begin() as session:
+            await write_audit_row(session, data)

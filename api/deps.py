@@ -18,14 +18,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from api.authz import Principal, PrincipalKind
 from api.ratelimit import RateLimiter
+from domain.authz import Principal, PrincipalKind
 from domain.enums import ApiKeyScope
 from domain.errors import AuthenticationFailed
 from domain.models import ApiKey, EndUser, StaffUser
 from domain.security import api_key_prefix, constant_time_equal
 from infra.settings import Settings
 from infra.temporal import connect_temporal
+from integrations.stripe_gateway import StripeGateway
 
 
 @dataclass
@@ -57,9 +58,25 @@ class AppState:
     api_key_touched: dict[str, float] = field(default_factory=dict)
     health_report: CachedAnswer = field(default_factory=CachedAnswer)
     limiter: RateLimiter = field(init=False)
+    _stripe: StripeGateway | None = None
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.sessionmaker)  # in the database: shared by every API process
+
+    def stripe(self) -> StripeGateway:
+        """The Stripe gateway (saved cards), made on first use; closed with the application."""
+        if self._stripe is None:
+            self._stripe = StripeGateway(
+                self.settings.stripe_secret_key.get_secret_value(),
+                self.settings.stripe_api_base,
+                self.settings.http_timeout_s,
+            )
+        return self._stripe
+
+    async def aclose(self) -> None:
+        if self._stripe is not None:
+            await self._stripe.aclose()
+            self._stripe = None
 
     async def temporal(self) -> Client:
         """Connects on first use, so the API starts (and reports it in /healthz) while Temporal is down."""

@@ -38,7 +38,6 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from sqlalchemy import update
 
-from api.authz import Action, Area, Principal, PrincipalKind, authorize
 from api.deps import (
     SessionDep,
     StateDep,
@@ -49,7 +48,15 @@ from api.deps import (
 from api.login import bind_request_settings, reset_request_settings
 from api.problems import DATABASE_UNAVAILABLE, problem, unavailable_problem
 from domain.audit import AuditEntry, bind_context, record, reset_context
-from domain.errors import AuthenticationFailed, NotFound, PasswordChangeRequired, PermissionDenied, ValidationFailed
+from domain.authz import Action, Area, Principal, PrincipalKind, authorize
+from domain.errors import (
+    AuthenticationFailed,
+    ErrorCode,
+    NotFound,
+    PasswordChangeRequired,
+    PermissionDenied,
+    ValidationFailed,
+)
 from domain.models import ApiKey
 from domain.services.tenancy import resolve, spec_for
 
@@ -99,7 +106,16 @@ ROUTE_RULES: list[tuple[str, RouteRule]] = [
     ("/api/v1/audit-log*", RouteRule(staff_only=True)),
     ("/api/v1/lines/{line_id}/recharges", RouteRule(end_user_write=True, rate_limit="topup")),
     ("/api/v1/recharges/{recharge_id}/resolution", RouteRule(staff_only=True)),
+    ("/api/v1/wallets/{wallet_id}/fundings/{funding_id}/resolution", RouteRule(staff_only=True)),
     ("*/recharges", RouteRule(end_user_write=True, rate_limit="topup")),
+    ("/api/v1/end-users/{end_user_id}/payment-methods*", RouteRule(end_user_write=True)),  # their own cards
+    ("/api/v1/organisations/{org_id}/stripe-account", RouteRule(humans_only=True, staff_only=True)),
+    # Self-care space: end users write there (recharges matched `*/recharges` above, with its rate limit);
+    # the pages themselves refuse staff sessions (`api.portal.selfcare.selfcare_principal`).
+    ("/self-care/login", SELF_DURING_CHANGE),
+    ("/self-care/logout", SELF_DURING_CHANGE),
+    ("/self-care/password/forgot", PUBLIC),
+    ("/self-care*", ACCOUNT),
 ]
 
 # Staff permission areas (seed 000) by the static segments of a route path, the last one that matches.
@@ -123,6 +139,9 @@ AREA_BY_SEGMENT: dict[str, Area] = {
     "auto-renew": Area.PLAN,
     "pools": Area.POOL,
     "wallets": Area.PAYMENT,
+    "payment-methods": Area.PAYMENT,
+    "wallet": Area.PAYMENT,
+    "fundings": Area.PAYMENT,
     "recharges": Area.PAYMENT,
     "topups": Area.PAYMENT,
     "payments": Area.PAYMENT,
@@ -130,6 +149,7 @@ AREA_BY_SEGMENT: dict[str, Area] = {
     "renewals": Area.PAYMENT,
     "resolution": Area.PAYMENT,
     "invoices": Area.BILLING,
+    "credit-notes": Area.BILLING,
     "transactions": Area.BILLING,
     "rules": Area.AUTOMATION,
     "organisations": Area.ORGANISATION,
@@ -139,6 +159,7 @@ AREA_BY_SEGMENT: dict[str, Area] = {
     "operators": Area.OPERATOR,
     "psp": Area.PSP,
     "stripe": Area.PSP,
+    "stripe-account": Area.PSP,
     "esim-store": Area.ESIM_STORE,
     "cfast": Area.BILLING_SOFTWARE,
     "billing-software": Area.BILLING_SOFTWARE,
@@ -303,7 +324,8 @@ async def access_guard(
         _note.reset(token)
     if principal.kind is PrincipalKind.API_KEY:
         await _touch_api_key(session, state, principal.subject_id)
-    if api and writing:
+    # Portal pages write through the API's handlers: a page's write is recorded when it names its action.
+    if writing and (api or "action" in note):
         chain = target_chain or principal.chain()
         await record(
             session,
@@ -401,7 +423,7 @@ async def _too_many(send: Send, wait: int) -> None:
     response = problem(
         429,
         f"trop de tentatives de connexion échouées depuis cette adresse : réessayez dans {wait} s",
-        code="rate_limited",
+        code=ErrorCode.RATE_LIMITED,
         headers={"Retry-After": str(wait)},
     )
     await send({"type": "http.response.start", "status": 429, "headers": response.raw_headers})

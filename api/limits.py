@@ -8,12 +8,30 @@ taking a file (`UPLOAD_PATHS`) have `max_upload_body_bytes`; every other route `
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 UPLOAD_PATHS = frozenset(
-    ("/api/v1/sims/import", "/api/v1/bulk-operations/import-details", "/portal/imports", "/portal/bulk/import-details")
+    (
+        "/api/v1/sims/import",
+        "/api/v1/bulk-operations/import-details",
+        "/portal/imports",
+        "/portal/bulk/import-details",
+        "/api/v1/onboardings/{onboarding_id}/documents",
+        "/portal/onboardings/{onboarding_id}/documents",
+    )
 )
+# The route templates as patterns: a path parameter is one segment.
+_UPLOAD_PATTERNS = tuple(
+    re.compile("^" + re.sub(r"\\{[a-z_]+\\}", "[^/]+", re.escape(path)) + "$") for path in UPLOAD_PATHS
+)
+
+
+def is_upload(path: str) -> bool:
+    """The routes taking a file (`UPLOAD_PATHS`, path parameters matched as one segment)."""
+    return any(pattern.match(path) for pattern in _UPLOAD_PATTERNS)
+
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -32,16 +50,20 @@ def body_limit(scope: Scope) -> int | None:
         return None
     settings = state.settings
     limit: int = (
-        settings.max_upload_body_bytes if scope.get("path") in UPLOAD_PATHS else settings.max_request_body_bytes
+        settings.max_upload_body_bytes if is_upload(str(scope.get("path", ""))) else settings.max_request_body_bytes
     )
     return limit
 
 
 async def _refuse(send: Send, limit: int) -> None:
     from api.problems import problem
+    from domain.errors import ErrorCode
 
     response = problem(
-        413, f"corps de requête trop volumineux (maximum {limit} octets)", code="payload_too_large", headers=None
+        413,
+        f"corps de requête trop volumineux (maximum {limit} octets)",
+        code=ErrorCode.PAYLOAD_TOO_LARGE,
+        headers=None,
     )
     response.headers["Connection"] = "close"
     await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.schemas import ICCID, RIO_PATTERN, Request, Response, msisdn_field
-from domain.enums import BulkItemStatus, BulkOperationKind, BulkOperationStatus, LineStatus
+from domain.enums import BulkItemStatus, BulkOperationKind, BulkOperationStatus, LineStatus, PhoneNumberStatus
 
 
 class PortInIn(Request):
@@ -159,6 +159,27 @@ class NumberRangeOut(Response):
     active: bool
     size: int = 0
     in_use: int = 0
+
+
+class PhoneNumberOut(Response):
+    id: str
+    msisdn: str
+    status: PhoneNumberStatus
+    range_id: str | None
+    line_id: str | None
+    ported_in: bool
+    quarantine_until: datetime | None
+
+
+class PhoneNumberPage(BaseModel):
+    items: list[PhoneNumberOut]
+    next_cursor: str | None
+
+
+class NumberRangeUsage(NumberRangeOut):
+    allocated: int = Field(default=0, description="Numéros attribués à une ligne ou réservés par une activation")
+    quarantined: int = Field(default=0, description="Numéros au repos après une résiliation")
+    free: int = Field(default=0, description="Numéros que la prochaine activation peut prendre")
 
 
 class BulkItemIn(Request):

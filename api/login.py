@@ -16,6 +16,11 @@ addresses have an account. A wrong second factor (the password was right) still 
 (`/portal/password`, where an account whose password an administrator set is sent until it is done):
 current password confirmed (a wrong one counts towards the lockout), complexity rule, a different
 password, the forced-change flag cleared, every token issued before revoked.
+
+`request_password_reset` and `reset_password_with_token` are the forgotten-password flow of the API
+(`/auth/password/forgot`, `/auth/password/reset`) and of the portal (`/portal/password/forgot`,
+`/portal/password/reset`): a reset token kept only as a keyed hash, its mail written to the
+`security_messages` outbox (sent by the outbox relay) with a link to the portal's reset page.
 """
 
 from __future__ import annotations
@@ -28,16 +33,18 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.authz import PrincipalKind
 from api.ratelimit import RateLimiter
 from domain.audit import AuditEntry, current_context, record
+from domain.authz import PrincipalKind
 from domain.errors import AuthenticationFailed, PermissionDenied, RateLimited, TotpRequired, ValidationFailed
-from domain.models import RefreshToken, StaffUser
+from domain.models import RefreshToken, SecurityMessage, StaffUser
 from domain.security import verify_password
 from domain.services.accounts import (
     Account,
     AccountKeys,
     clear_failures,
+    consume_reset_token,
+    create_reset_token,
     find_account,
     is_locked,
     kind_of,
@@ -45,6 +52,7 @@ from domain.services.accounts import (
     set_password,
     verify_second_factor,
 )
+from domain.services.accounts import reset_link as accounts_reset_link
 from infra.settings import Settings, get_settings
 
 MAX_FAILED_LOGINS = 5
@@ -254,3 +262,65 @@ async def change_own_password(
         .values(revoked_at=datetime.now(UTC)),
         execution_options={"synchronize_session": False},
     )
+
+
+# --- forgotten password ------------------------------------------------------------------------------
+
+
+def reset_link(settings: Settings, token: str) -> str:
+    return accounts_reset_link(settings.public_base_url, token)
+
+
+async def request_password_reset(
+    session: AsyncSession, settings: Settings, limiter: RateLimiter, email: str, address: str
+) -> None:
+    """Writes the reset mail of `email`'s account to the outbox, or nothing (unknown or inactive account, too
+    many requests for the address): the caller answers the same in every case. Each client address has a
+    budget of requests (429 beyond, whatever the account); each account gets at most 3 messages per 15
+    windows, silently."""
+    email = email.strip().lower()
+    window = settings.rate_limit_window_s * 15
+    await limiter.take(f"reset-ip:{address}", settings.rate_limit_password_resets_per_ip, window, "trop de demandes")
+    if await limiter.retry_after(f"reset:{email}", 3, window) is not None:
+        return
+    await limiter.hit(f"reset:{email}", window)
+    account = await find_account(session, email)
+    if account is None or not account.active:
+        await audit_auth(session, "auth.password_reset_requested", "unknown_account", email, None)
+        return
+    keys = AccountKeys.from_secret(settings.secrets_key.get_secret_value())
+    token = await create_reset_token(session, keys, account, timedelta(minutes=settings.password_reset_ttl_minutes))
+    session.add(
+        SecurityMessage(
+            kind="password_reset",
+            recipient=account.email,
+            subject="Réinitialisation de votre mot de passe simflow",
+            body=(
+                "Bonjour,\n\nPour choisir un nouveau mot de passe, utilisez ce code dans l'heure "
+                f"(une seule fois) :\n\n{token}\n\n{reset_link(settings, token)}\n\n"
+                "Si vous n'êtes pas à l'origine de cette demande, ignorez ce message."
+            ),
+        )
+    )
+    await audit_auth(session, "auth.password_reset_requested", "ok", email, account)
+
+
+async def reset_password_with_token(
+    session: AsyncSession, settings: Settings, token: str, new_password: str, *, channel: str | None = None
+) -> Account:
+    """Sets `new_password` on the account of an unexpired, unused token (used up now) and revokes its refresh
+    tokens. `ValidationFailed` on `token` (invalid, expired, used) or `new_password` (complexity rule)."""
+    keys = AccountKeys.from_secret(settings.secrets_key.get_secret_value())
+    account = await consume_reset_token(session, keys, token.strip())
+    if account is None:
+        raise ValidationFailed("token", "lien de réinitialisation invalide, expiré ou déjà utilisé")
+    set_password(account, new_password, must_change=False)
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.account_id == account.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC)),
+        execution_options={"synchronize_session": False},
+    )
+    details = {"channel": channel} if channel else {}
+    await audit_auth(session, "auth.password_reset", "ok", account.email, account, **details)
+    return account

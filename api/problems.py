@@ -18,17 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from domain.errors import (
-    AlreadyExists,
-    AuthenticationFailed,
-    DomainError,
-    IdempotencyMismatch,
-    IllegalTransition,
-    NotFound,
-    PermissionDenied,
-    RateLimited,
-    ValidationFailed,
-)
+from domain.errors import MESSAGES, DomainError, ErrorCode, RateLimited
 from domain.identifiers import InvalidIdentifier
 from domain.models import Base
 
@@ -36,20 +26,136 @@ log = structlog.get_logger()
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
-STATUS_BY_ERROR: dict[type[DomainError], int] = {
-    ValidationFailed: 422,
-    NotFound: 404,
-    AlreadyExists: 409,
-    IllegalTransition: 409,
-    PermissionDenied: 403,
-    AuthenticationFailed: 401,
-    IdempotencyMismatch: 422,
-    RateLimited: 429,
+# The HTTP status of every catalogue code. An activity's or an external system's code reaches the API only
+# through a workflow's answer; its status says what the caller can do about it.
+STATUS_BY_CODE: dict[ErrorCode, int] = {
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.VALIDATION_FAILED: 422,
+    ErrorCode.INVALID_IDENTIFIER: 422,
+    ErrorCode.INVALID_CHARACTERS: 422,
+    ErrorCode.IDEMPOTENCY_MISMATCH: 422,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.ROUTE_NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.AUTHENTICATION_FAILED: 401,
+    ErrorCode.TOTP_REQUIRED: 401,
+    ErrorCode.PERMISSION_DENIED: 403,
+    ErrorCode.PASSWORD_CHANGE_REQUIRED: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.ALREADY_EXISTS: 409,
+    ErrorCode.RESOURCE_BUSY: 409,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.ILLEGAL_TRANSITION: 409,
+    ErrorCode.SERVICE_UNAVAILABLE: 503,
+    ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.LINE_NOT_FOUND: 404,
+    ErrorCode.LINE_NOT_RECHARGEABLE: 409,
+    ErrorCode.LINE_NO_OCS_ACCOUNT: 409,
+    ErrorCode.LINE_INCOMPLETE: 409,
+    ErrorCode.LINE_INVALID_STATE: 409,
+    ErrorCode.LINE_INVALID_OPERATION: 422,
+    ErrorCode.LINE_VALIDATION_FAILED: 422,
+    ErrorCode.LINE_SAME_PLAN: 409,
+    ErrorCode.LINE_TERMINATION_SCHEDULED: 409,
+    ErrorCode.LINE_OPERATION_FAILED: 502,
+    ErrorCode.LINE_OPERATION_NEEDS_ATTENTION: 502,
+    ErrorCode.ACTIVATION_FAILED: 502,
+    ErrorCode.ACTIVATION_NEEDS_ATTENTION: 502,
+    ErrorCode.TERMINATION_NOT_CANCELLABLE: 409,
+    ErrorCode.TERMINATION_NOT_IN_GRACE: 409,
+    ErrorCode.TERMINATION_NOT_NEEDING_ATTENTION: 409,
+    ErrorCode.TERMINATION_INVALID_GRACE: 422,
+    ErrorCode.BULK_INVALID_KIND: 422,
+    ErrorCode.SAGA_STEP_FAILED: 502,
+    ErrorCode.RESOLUTION_NOT_AWAITED: 409,
+    ErrorCode.RESOLUTION_UNKNOWN_ACTION: 422,
+    ErrorCode.RESOLUTION_NOTE_REQUIRED: 422,
+    ErrorCode.CUSTOMER_SYNC_FAILED: 502,
+    ErrorCode.ONBOARDING_CLOSED: 409,
+    ErrorCode.ONBOARDING_WRONG_STAGE: 409,
+    ErrorCode.ONBOARDING_NOT_MANUAL: 409,
+    ErrorCode.ONBOARDING_PLATFORM_NOT_READY: 409,
+    ErrorCode.ONBOARDING_AMOUNT: 422,
+    ErrorCode.ONBOARDING_REFERENCE_REQUIRED: 422,
+    ErrorCode.ONBOARDING_CARD_REQUIRED: 422,
+    ErrorCode.ONBOARDING_PAYMENT_KIND: 409,
+    ErrorCode.ONBOARDING_PAYMENT_IN_PROGRESS: 409,
+    ErrorCode.ONBOARDING_UNKNOWN_ITEM: 422,
+    ErrorCode.ONBOARDING_DOCUMENT_REQUIRED: 422,
+    ErrorCode.ONBOARDING_REJECTED_ITEMS_REQUIRED: 422,
+    ErrorCode.ONBOARDING_NOTE_REQUIRED: 422,
+    ErrorCode.ONBOARDING_NOTHING_TO_RETRY: 409,
+    ErrorCode.ONBOARDING_REASON_REQUIRED: 422,
+    ErrorCode.ONBOARDING_DOCUMENT_NOT_FOUND: 404,
+    ErrorCode.ONBOARDING_WRONG_ITEM: 409,
+    ErrorCode.ONBOARDING_DOSSIER_INCOMPLETE: 409,
+    ErrorCode.ONBOARDING_ORGANISATION_NOT_FOUND: 404,
+    ErrorCode.ONBOARDING_SALES_TABLES: 422,
+    ErrorCode.ONBOARDING_EMAIL_TAKEN: 409,
+    ErrorCode.SUBSCRIPTION_NOT_FOUND: 404,
+    ErrorCode.SUBSCRIPTION_LINE_NOT_FOUND: 404,
+    ErrorCode.SUBSCRIPTION_NOT_RENEWABLE: 409,
+    ErrorCode.SUBSCRIPTION_INVALID_PLAN: 422,
+    ErrorCode.POOL_INVALID_PLAN: 422,
+    ErrorCode.POOL_INVALID_MEMBER: 409,
+    ErrorCode.TOPUP_NOT_FOUND: 404,
+    ErrorCode.FUNDING_NOT_FOUND: 404,
+    ErrorCode.WALLET_NOT_FOUND: 404,
+    ErrorCode.WALLET_DISABLED: 409,
+    ErrorCode.WALLET_CURRENCY_MISMATCH: 409,
+    ErrorCode.WALLET_INSUFFICIENT_FUNDS: 409,
+    ErrorCode.PAYMENT_NO_SAVED_CARD: 409,
+    ErrorCode.PAYMENT_DECLINED: 402,
+    ErrorCode.BILLING_INVALID_PERIOD: 422,
+    ErrorCode.BILLING_COMPANY_NOT_FOUND: 404,
+    ErrorCode.USAGE_IMPORT_NOT_FOUND: 404,
+    ErrorCode.USAGE_INVALID_FILE: 422,
+    ErrorCode.USAGE_IMPORT_FAILED: 502,
+    ErrorCode.USAGE_SCAN_FAILED: 502,
+    ErrorCode.WEBHOOK_UNKNOWN_EVENT: 422,
+    ErrorCode.WEBHOOK_ENDPOINT_GONE: 404,
+    ErrorCode.WEBHOOK_HTTP_STATUS: 502,
+    ErrorCode.WEBHOOK_TARGET_REJECTED: 422,
+    ErrorCode.EXTERNAL_UNAVAILABLE: 503,
+    ErrorCode.EXTERNAL_REJECTED: 502,
+    ErrorCode.SNAIC_LINE_UNKNOWN: 502,
+    ErrorCode.SNAIC_OFFER_CODE_REQUIRED: 422,
+    ErrorCode.SNAIC_INVALID_SIGNATURE: 401,
+    ErrorCode.CFAST_SERVICE_UNKNOWN: 502,
+    ErrorCode.CFAST_SERVICE_LABEL_IN_USE: 409,
+    ErrorCode.STRIPE_INVALID_SIGNATURE: 400,
+    ErrorCode.STRIPE_INVALID_EVENT: 400,
 }
+# The four kinds of answer of every external system: one that cannot answer is a 503 (try later), one that
+# refuses a 502 (a bad gateway answer).
+STATUS_BY_CODE |= {
+    code: 503 if code.endswith(".unavailable") else 502
+    for code in ErrorCode
+    if code not in STATUS_BY_CODE and code.endswith((".unavailable", ".rejected", ".not_found", ".conflict"))
+}
+
+# The code of an HTTP error raised by the framework or a route (`HTTPException`), by status.
+CODE_BY_HTTP_STATUS: dict[int, ErrorCode] = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.AUTHENTICATION_FAILED,
+    403: ErrorCode.PERMISSION_DENIED,
+    404: ErrorCode.ROUTE_NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    422: ErrorCode.VALIDATION_FAILED,
+    429: ErrorCode.RATE_LIMITED,
+    503: ErrorCode.SERVICE_UNAVAILABLE,
+}
+
 
 TITLES = {
     400: "Requête invalide",
     401: "Authentification requise",
+    402: "Paiement refusé",
     403: "Accès refusé",
     404: "Introuvable",
     405: "Méthode non autorisée",
@@ -59,15 +165,16 @@ TITLES = {
     422: "Données invalides",
     429: "Trop de requêtes",
     500: "Erreur interne",
+    502: "Erreur d'un système externe",
     503: "Service indisponible",
 }
 
 
 def problem(
     status: int,
-    detail: str,
+    detail: str | None = None,
     *,
-    code: str,
+    code: ErrorCode,
     errors: list[dict[str, Any]] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
@@ -75,8 +182,8 @@ def problem(
         "type": f"https://simflow.dev/problems/{code}",
         "title": TITLES.get(status, "Erreur"),
         "status": status,
-        "detail": detail,
-        "code": code,
+        "detail": detail or MESSAGES[code],
+        "code": code.value,
     }
     if errors:
         body["errors"] = errors
@@ -151,7 +258,7 @@ def _location_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
-        status = next((s for cls, s in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 400)
+        status = STATUS_BY_CODE[exc.code]
         errors = [{"field": exc.field, "reason": exc.reason}] if exc.field else None
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if isinstance(exc, RateLimited):
@@ -163,7 +270,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(
             422,
             f"{exc.field}: {exc.reason}",
-            code="invalid_identifier",
+            code=ErrorCode.INVALID_IDENTIFIER,
             errors=[{"field": exc.field, "reason": exc.reason}],
         )
 
@@ -171,11 +278,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"field": _location_to_field(e.get("loc", ())), "reason": e.get("msg", "")} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
-        return problem(422, detail, code="validation_failed", errors=errors)
+        return problem(422, detail, code=ErrorCode.VALIDATION_FAILED, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), code=f"http_{exc.status_code}", headers=exc.headers)
+        code = CODE_BY_HTTP_STATUS.get(exc.status_code, ErrorCode.INTERNAL_ERROR)
+        return problem(exc.status_code, str(exc.detail), code=code, headers=exc.headers)
 
     @app.exception_handler(405)
     async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
@@ -185,7 +293,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(
             405,
             f"méthode {request.method} non autorisée ici (autorisées : {', '.join(allowed)})",
-            code="http_405",
+            code=ErrorCode.METHOD_NOT_ALLOWED,
             headers={"Allow": ", ".join(allowed)},
         )
 
@@ -193,7 +301,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
         # A NUL character in a query parameter or form field (SQLSTATE 22021 on PostgreSQL) is bad input.
         if getattr(exc.orig, "sqlstate", None) == "22021":
-            return problem(422, "caractère interdit (NUL) dans la requête", code="invalid_characters")
+            return problem(422, "caractère interdit (NUL) dans la requête", code=ErrorCode.INVALID_CHARACTERS)
         if isinstance(exc, IntegrityError):
             return integrity_conflict(request, exc)
         if isinstance(exc, DATABASE_UNAVAILABLE):
@@ -215,9 +323,11 @@ def integrity_conflict(request: Request, exc: IntegrityError) -> JSONResponse:
     field = unique_field(exc)
     log.info("api.integrity_conflict", path=request.url.path, field=field, error=str(exc.orig)[:300])
     if field is None:
-        return problem(409, "conflit avec une modification concurrente : réessayez", code="conflict")
+        return problem(409, "conflit avec une modification concurrente : réessayez", code=ErrorCode.CONFLICT)
     reason = "valeur déjà utilisée"
-    return problem(409, f"{field}: {reason}", code="already_exists", errors=[{"field": field, "reason": reason}])
+    return problem(
+        409, f"{field}: {reason}", code=ErrorCode.ALREADY_EXISTS, errors=[{"field": field, "reason": reason}]
+    )
 
 
 def unavailable_problem(request: Request, exc: Exception) -> JSONResponse:
@@ -227,7 +337,7 @@ def unavailable_problem(request: Request, exc: Exception) -> JSONResponse:
     return problem(
         503,
         "service momentanément indisponible : réessayez dans quelques secondes",
-        code="service_unavailable",
+        code=ErrorCode.SERVICE_UNAVAILABLE,
         headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
     )
 

@@ -5,15 +5,30 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import Path, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
+from fastapi import Response as HttpResponse
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 from starlette.convertors import Convertor, register_url_convertor
 
 from domain.enums import (
+    TOPUP_PAYMENT_METHODS,
     ArticleKind,
     AutoRenewMode,
     CfastSyncStatus,
+    PaymentMethod,
     PlanType,
     SimStatus,
     SimType,
@@ -73,6 +88,25 @@ def page_cursor(max_digits: int) -> Any:
         description="`next_cursor` de la page précédente (opaque)",
         json_schema_extra={"pattern": pattern},
     )
+
+
+# Lists answered as a bare array (their contract): the next page's cursor is in a `Link` header (RFC 8288).
+NEXT_PAGE_LINK: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            "Link": {
+                "description": 'Page suivante, quand il y en a une : `</api/v1/...?cursor=...>; rel="next"`',
+                "schema": {"type": "string"},
+            }
+        }
+    }
+}
+
+
+def set_next_link(response: HttpResponse, path: str, next_cursor: str | None, **params: object) -> None:
+    if next_cursor is not None:
+        query = urlencode({k: v for k, v in {**params, "cursor": next_cursor}.items() if v is not None})
+        response.headers["Link"] = f'<{path}?{query}>; rel="next"'
 
 
 ROW_ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -168,6 +202,21 @@ def _blank_is_not_text(schema: dict[str, Any]) -> None:
                 option["pattern"] = r"\S"
             elif option.get("minLength", 0) >= 2:
                 option["pattern"] = r"\S[\s\S]*\S"
+
+
+def _topup_payment_method(value: object) -> PaymentMethod:
+    if isinstance(value, str) and value in TOPUP_PAYMENT_METHODS:
+        return PaymentMethod(value)
+    allowed = " or ".join([", ".join(f"'{m}'" for m in TOPUP_PAYMENT_METHODS[:-1]), f"'{TOPUP_PAYMENT_METHODS[-1]}'"])
+    raise PydanticCustomError("literal_error", f"Input should be {allowed}")
+
+
+# A top-up is paid by card, wallet or on account: the other payment methods are refused at the edge.
+TopUpPaymentMethod = Annotated[
+    PaymentMethod,
+    PlainValidator(_topup_payment_method),
+    WithJsonSchema({"type": "string", "enum": [m.value for m in TOPUP_PAYMENT_METHODS]}),
+]
 
 
 class Request(BaseModel):
@@ -268,12 +317,35 @@ class CompanyCreate(Request):
         return None if value is None else normalize_vat(value)
 
 
+class CompanyUpdate(Request):
+    """The fields sent are changed, the others kept; `null` clears an optional field."""
+
+    # Absent: unchanged (only the fields sent are applied, `model_fields_set`); it cannot be cleared.
+    name: str = Field(default="", min_length=2, max_length=200)
+    siret: Annotated[str, SIRET] | None = None
+    vat_number: Annotated[str, VAT] | None = None
+    billing_email: EmailStr | None = None
+    address: str | None = Field(default=None, max_length=500)
+
+    @field_validator("siret")
+    @classmethod
+    def _siret(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_siret(value)
+
+    @field_validator("vat_number")
+    @classmethod
+    def _vat(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_vat(value)
+
+
 class CompanyOut(Response):
     id: str
     org_id: str
     name: str
     siret: str | None
     vat_number: str | None
+    billing_email: str | None = None
+    address: str | None = None
     is_virtual: bool
     customer_reference: str
     cfast_customer_id: str | None
@@ -335,6 +407,19 @@ class PlanCreate(Request):
     auto_renew_mode: AutoRenewMode = AutoRenewMode.PROMPT
     supplier_offer_code: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     purchase_price_minor: int = Field(default=0, ge=0, le=100_000_000, description="Prix d'achat opérateur")
+
+
+class PlanUpdate(Request):
+    """What may change on a plan that lines already hold: the terms read at each sale (activation,
+    recharge, renewal). Its type, kind, company, currency, carrier and supplier offer stay as created."""
+
+    name: str = Field(default="", min_length=1, max_length=200, description="Absent : inchangé")
+    price_minor: int = Field(default=0, ge=100, le=100_000_000, description="Prix en centimes, 1,00 minimum")
+    purchase_price_minor: int = Field(default=0, ge=0, le=100_000_000, description="Prix d'achat opérateur")
+    data_allowance_mb: int = Field(default=0, ge=0, le=10_000_000)
+    validity_days: int = Field(default=30, ge=1, le=3660)
+    auto_renew_mode: AutoRenewMode = AutoRenewMode.PROMPT
+    esim_store: bool = False
 
 
 class PlanOut(Response):

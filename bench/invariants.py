@@ -12,10 +12,35 @@ call records, CFAST's one-off articles, and our wallet ledger — never from our
 - stray: a succeeded PaymentIntent of a customer in scope that belongs to no top-up
 - audit: a completed top-up has exactly one charge row in the audit log, a refunded one exactly one
   refund row (or a staff confirmation); no money movement is audited twice
+
+Wallet fundings by card (F1–F5), from localstripe's PaymentIntents and refunds (by the `wallet_funding_id` in
+their metadata) and the ledger's `card_funding` credits:
+
+- F1 every funding is in a terminal state (succeeded | failed | refunded | needs_attention)
+- F2 a succeeded funding has exactly one charge and one ledger credit, of its amount, and no refund
+- F3 a failed or refunded funding kept no money: no charge, or its charge refunded in full, and no credit;
+  never charged ∧ ¬credited ∧ ¬refunded in a terminal state (needs_attention is reported, not excused)
+- F4 no ledger credit without a charge: every `card_funding` entry belongs to a charged funding
+- F5 Σcharged − Σrefunded = Σcredited, to the cent, per organisation
+- F6 our books follow: a succeeded funding has one transaction of its amount (`billed_by=none`, on no
+  document) and no reversal; a refunded one its charge, the reversal and one `Refund` row; a failed one none
+
+Subscription renewals (R1–R5, `check_renewals`), per (subscription, period), from localstripe's
+PaymentIntents (by the `subscription_id` and `period` in their metadata), the wallet ledger's `renewal_debit`
+entries and CFAST's articles (by the charge key `{wf}:period-{n}:charge`, retries included), the OCS
+simulator's applied `SetBalance` calls and the balances its accounts hold, and our transactions:
+
+- R1 a period is charged at most once
+- R2 every period the subscription has reached (1..its period) is charged exactly once
+- R3 every charge has its OCS grant: the period's balance applied once, and held by the line's account
+- R4 every charge has its transaction (reference: the period's first charge key) of the charged amount
+- R5 every charge by card or wallet has its receipt: a paid invoice of the charged amount (reference: the
+  period's first charge key + `:invoice`); on account CFAST bills it and simflow issues none
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,12 +49,36 @@ import httpx
 from sqlalchemy import select
 
 from domain.enums import TOPUP_TERMINAL_STATUSES as TERMINAL
-from domain.enums import PaymentMethod
-from domain.models import AuditLog, Company, EndUser, Line, TopUp, WalletEntry
+from domain.enums import InvoiceStatus, PaymentMethod
+from domain.models import (
+    AuditLog,
+    Company,
+    EndUser,
+    Invoice,
+    Line,
+    Refund,
+    Subscription,
+    TopUp,
+    Transaction,
+    Wallet,
+    WalletEntry,
+    WalletFunding,
+)
+from domain.services.wallets import FUNDING_ENTRY_KIND
+from domain.subscription_contracts import charge_key
+from domain.wallet_contracts import FUNDING_TERMINAL_STATUSES
 from infra.db import create_engine, create_sessionmaker
 
 MANUAL_REFUND = "topup.refund_confirmed_manually"
-MONEY_AUDIT_ACTIONS = ("topup.charge", "topup.refund", MANUAL_REFUND)
+FUNDING_MANUAL_REFUND = "wallet_funding.refund_confirmed_manually"
+MONEY_AUDIT_ACTIONS = (
+    "topup.charge",
+    "topup.refund",
+    MANUAL_REFUND,
+    "wallet_funding.charge",
+    "wallet_funding.refund",
+    FUNDING_MANUAL_REFUND,
+)
 PAID_BY = {"card": "Stripe charged", "wallet": "the wallet was debited", "account": "CFAST billed"}
 
 
@@ -56,8 +105,10 @@ class TopUpFacts:
 class InvariantReport:
     topups: int
     violations: list[str] = field(default_factory=list)
+    fundings: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     money: dict[str, dict[str, int]] = field(default_factory=dict)
+    renewals: int = 0  # (subscription, period) pairs checked
 
     @property
     def ok(self) -> bool:
@@ -66,7 +117,10 @@ class InvariantReport:
     def summary(self) -> str:
         statuses = " ".join(f"{k}={v}" for k, v in sorted(self.by_status.items()))
         verdict = "ok" if self.ok else f"broken ({len(self.violations)} violations)"
-        return f"topups={self.topups} {statuses} invariants={verdict}"
+        parts = [f"topups={self.topups}", statuses]
+        parts += [f"fundings={self.fundings}"] if self.fundings else []
+        parts += [f"renewals={self.renewals}"] if self.renewals else []
+        return " ".join(part for part in parts if part) + f" invariants={verdict}"
 
 
 def list_all(http: httpx.Client, path: str) -> list[dict[str, Any]]:
@@ -93,6 +147,13 @@ class StripeFacts:
     refunds: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     refunded_minor: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     stray: list[dict[str, Any]] = field(default_factory=list)
+    # The same, per wallet funding id.
+    funding_charges: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    funding_charged_minor: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    funding_refunds: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    funding_refunded_minor: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # Renewal charges: the amount of each succeeded one, per (subscription id, period).
+    renewal_charges: dict[tuple[str, int], list[int]] = field(default_factory=lambda: defaultdict(list))
 
 
 def stripe_facts(
@@ -102,6 +163,8 @@ def stripe_facts(
     topup_ids: set[str] | None = None,
     org_ids: set[str] | None = None,
     customers: set[str] | None = None,
+    funding_ids: set[str] | None = None,
+    subscription_ids: set[str] | None = None,
 ) -> StripeFacts:
     """Straight from localstripe: the amount of each succeeded charge (the Charge's, else the
     PaymentIntent's) and of each succeeded refund. A succeeded PaymentIntent is stray when it names no
@@ -121,6 +184,15 @@ def stripe_facts(
                 facts.charges[topup_id] += 1
                 facts.charged_minor[topup_id] += _charged_amount(intent, charges)
                 continue
+            funding_id = metadata.get("wallet_funding_id")
+            if funding_id and (funding_ids is None or funding_id in funding_ids):
+                facts.funding_charges[funding_id] += 1
+                facts.funding_charged_minor[funding_id] += _charged_amount(intent, charges)
+                continue
+            subscription_id, period = metadata.get("subscription_id"), metadata.get("period")
+            if subscription_id and period and (subscription_ids is None or subscription_id in subscription_ids):
+                facts.renewal_charges[(subscription_id, int(period))].append(_charged_amount(intent, charges))
+                continue
             in_scope = (
                 org_ids is None or metadata.get("org_id") in org_ids or intent.get("customer") in (customers or set())
             )
@@ -131,10 +203,16 @@ def stripe_facts(
                 "payment_intent"
             )
             refunded_intent = intents.get(intent_id or "")
-            topup_id = (refunded_intent.get("metadata") or {}).get("topup_id") if refunded_intent else None
-            if topup_id and refund.get("status") == "succeeded":
+            held = (refunded_intent.get("metadata") or {}) if refunded_intent else {}
+            topup_id, funding_id = held.get("topup_id"), held.get("wallet_funding_id")
+            if refund.get("status") != "succeeded":
+                continue
+            if topup_id:
                 facts.refunds[topup_id] += 1
                 facts.refunded_minor[topup_id] += int(refund.get("amount") or 0)
+            elif funding_id:
+                facts.funding_refunds[funding_id] += 1
+                facts.funding_refunded_minor[funding_id] += int(refund.get("amount") or 0)
     return facts
 
 
@@ -148,22 +226,34 @@ def _charged_amount(intent: dict[str, Any], charges: dict[str, dict[str, Any]]) 
 
 def ocs_facts(ocs_base_url: str, tenant: str, accounts: set[str]) -> tuple[dict[str, int], set[str]]:
     """Applied SetBalance calls per balance id, and the balance ids held now."""
+    applied_by_account, kept_by_account = ocs_balances(ocs_base_url, tenant, accounts)
     applied: dict[str, int] = defaultdict(int)
-    kept: set[str] = set()
+    for (_account, balance_id), count in applied_by_account.items():
+        applied[balance_id] += count
+    return applied, {balance_id for _account, balance_id in kept_by_account}
+
+
+def ocs_balances(
+    ocs_base_url: str, tenant: str, accounts: set[str]
+) -> tuple[dict[tuple[str, str], int], set[tuple[str, str]]]:
+    """Applied SetBalance calls per (account, balance id), and the (account, balance id) pairs held now by
+    `accounts`."""
+    applied: dict[tuple[str, str], int] = defaultdict(int)
+    kept: set[tuple[str, str]] = set()
     with httpx.Client(base_url=ocs_base_url, timeout=30) as http:
         for call in http.get("/_sim/calls", params={"op": "APIerSv1.SetBalance"}).raise_for_status().json():
             if call.get("applied"):
                 params = (call.get("request") or {}).get("params") or {}
                 balance_id = (params.get("Balance") or {}).get("ID")
                 if balance_id:
-                    applied[balance_id] += 1
+                    applied[(params.get("Account") or "", balance_id)] += 1
         for account in accounts:
             reply = http.post(
                 "/jsonrpc",
                 json={"method": "APIerSv2.GetAccount", "params": [{"Tenant": tenant, "Account": account}], "id": 1},
             ).json()
             for balances in ((reply.get("result") or {}).get("BalanceMap") or {}).values():
-                kept.update(b.get("ID") for b in balances if b.get("ID"))
+                kept.update((account, b["ID"]) for b in balances if b.get("ID"))
     return applied, kept
 
 
@@ -234,6 +324,25 @@ async def check_invariants(
                     )
                 ).scalars()
             )
+            funding_query = select(WalletFunding)
+            credit_query = select(WalletEntry, Wallet.org_id).join(Wallet, Wallet.id == WalletEntry.wallet_id)
+            credit_query = credit_query.where(WalletEntry.kind == FUNDING_ENTRY_KIND)
+            if org_ids is not None:
+                funding_query = funding_query.where(WalletFunding.org_id.in_(org_ids))
+                credit_query = credit_query.where(Wallet.org_id.in_(org_ids))
+            fundings = list((await session.execute(funding_query)).scalars())
+            funding_credits = list((await session.execute(credit_query)).all())
+            booked = {
+                f"{f.workflow_id}:{suffix}" for f in fundings for suffix in ("transaction", "transaction-reversal")
+            }
+            funding_transactions = {
+                t.reference: t
+                for t in (await session.execute(select(Transaction).where(Transaction.reference.in_(booked)))).scalars()
+            }
+            refund_refs = {f"{f.workflow_id}:refund" for f in fundings}
+            funding_refunds = set(
+                (await session.execute(select(Refund.reference).where(Refund.reference.in_(refund_refs)))).scalars()
+            )
             audited = list(
                 (
                     await session.execute(
@@ -250,6 +359,7 @@ async def check_invariants(
         topup_ids={t.id for t in topups},
         org_ids=org_ids,
         customers=scope_customers,
+        funding_ids={f.id for f in fundings},
     )
     applied, kept = ocs_facts(
         ocs_base_url, ocs_tenant, {line.ocs_account for line in lines.values() if line.ocs_account}
@@ -309,7 +419,95 @@ async def check_invariants(
                 f"I6 org {org_id}: charged {m['charged']} - refunded {m['refunded']} != credited {m['credited']}"
             )
     report.money = dict(money)
+    _check_fundings(fundings, funding_credits, stripe, audit_counts, report)
+    _check_funding_books(fundings, funding_transactions, funding_refunds, report)
     return report
+
+
+def _check_fundings(
+    fundings: list[WalletFunding],
+    credits: list[Any],
+    stripe: StripeFacts,
+    audit_counts: dict[tuple[str, str], int],
+    report: InvariantReport,
+) -> None:
+    """F1–F5 (module docstring): Stripe's and the ledger's view of every wallet funding in scope."""
+    v = report.violations
+    report.fundings = len(fundings)
+    credits_by_ref: dict[str, list[int]] = defaultdict(list)
+    for entry, _org_id in credits:
+        credits_by_ref[entry.reference].append(entry.amount_minor)
+    known_refs = {f"{f.workflow_id}:credit" for f in fundings}
+    money: dict[str, dict[str, int]] = defaultdict(lambda: {"charged": 0, "refunded": 0, "credited": 0})
+    for f in fundings:
+        tag = f"funding {f.id} ({f.status})"
+        charges, refunds = stripe.funding_charges.get(f.id, 0), stripe.funding_refunds.get(f.id, 0)
+        charged, refunded = stripe.funding_charged_minor.get(f.id, 0), stripe.funding_refunded_minor.get(f.id, 0)
+        credited = credits_by_ref.get(f"{f.workflow_id}:credit", [])
+        manual = audit_counts[(f"wallet_funding:{f.id}", FUNDING_MANUAL_REFUND)] > 0
+        if manual and refunds == 0:
+            refunds, refunded = 1, charged  # confirmed by staff: made outside the systems we can read
+        if f.status not in FUNDING_TERMINAL_STATUSES:
+            v.append(f"F1 {tag}: not terminal")
+        if charges > 1 or refunds > 1 or len(credited) > 1:
+            v.append(f"F2 {tag}: {charges} charges, {refunds} refunds, {len(credited)} ledger credits")
+        if f.status == "succeeded" and not (
+            charges == 1 and refunds == 0 and credited == [f.amount_minor] and charged == f.amount_minor
+        ):
+            v.append(f"F2 {tag}: charged {charged} ({charges}×), credited {credited}, refunds {refunds}")
+        if f.status in ("failed", "refunded") and (credited or charged - refunded != 0):
+            v.append(f"F3 {tag}: charged {charged}, refunded {refunded}, credited {credited}")
+        if f.status == "refunded" and not (charges == 1 and refunds == 1):
+            v.append(f"F3 {tag}: refunded without a charge and its refund ({charges} charges, {refunds} refunds)")
+        if f.status in FUNDING_TERMINAL_STATUSES and charges and not credited and not refunds:
+            v.append(f"F3 {tag}: charged, not credited, not refunded")
+        if credited and not charges:
+            v.append(f"F4 {tag}: ledger credit {credited} without a charge")
+        audited_charges = audit_counts[(f"wallet_funding:{f.id}", "wallet_funding.charge")]
+        if f.status == "succeeded" and audited_charges != 1:
+            v.append(f"audit {tag}: {audited_charges} charge rows")
+        m = money[f.org_id]
+        m["charged"] += charged
+        m["refunded"] += refunded
+        m["credited"] += sum(credited)
+    for entry, org_id in credits:
+        if entry.reference not in known_refs:
+            v.append(f"F4 org {org_id}: ledger credit {entry.reference} ({entry.amount_minor}) belongs to no funding")
+    for org_id, m in money.items():
+        if m["charged"] - m["refunded"] != m["credited"]:
+            v.append(f"F5 org {org_id}: charged {m['charged']} - refunded {m['refunded']} != credited {m['credited']}")
+
+
+def _check_funding_books(
+    fundings: list[WalletFunding], transactions: dict[str, Transaction], refunds: set[str], report: InvariantReport
+) -> None:
+    """F6 (module docstring): each funding's transactions and Refund row, against its outcome."""
+    for f in fundings:
+        tag = f"funding {f.id} ({f.status})"
+        charge = transactions.get(f"{f.workflow_id}:transaction")
+        reversal = transactions.get(f"{f.workflow_id}:transaction-reversal")
+        refunded = f"{f.workflow_id}:refund" in refunds
+        if charge is not None and (charge.billed_by != "none" or charge.invoice_id is not None):
+            report.violations.append(f"F6 {tag}: its transaction is billed ({charge.billed_by}, {charge.invoice_id})")
+        if f.status == "succeeded":
+            ok = charge is not None and charge.retail_minor == f.amount_minor and reversal is None and not refunded
+        elif f.status == "refunded":
+            ok = (
+                charge is not None
+                and charge.retail_minor == f.amount_minor
+                and reversal is not None
+                and reversal.retail_minor == -f.amount_minor
+                and refunded
+            )
+        elif f.status == "failed":
+            ok = charge is None and reversal is None and not refunded
+        else:
+            ok = True  # needs_attention: charged, its refund pending (F3 reports it)
+        if not ok:
+            report.violations.append(
+                f"F6 {tag}: transaction {charge.retail_minor if charge else None}, reversal "
+                f"{reversal.retail_minor if reversal else None}, refund row {refunded}"
+            )
 
 
 def _check_one(f: TopUpFacts, report: InvariantReport) -> None:
@@ -341,3 +539,144 @@ def _check_one(f: TopUpFacts, report: InvariantReport) -> None:
         v.append(f"audit {tag}: completed without its charge row")
     if f.status == "refunded" and not (f.audited_refunds or f.audited_manual):
         v.append(f"audit {tag}: refunded without its refund row")
+
+
+PERIOD_OF_CHARGE_KEY = re.compile(r":period-(\d+):charge(?::retry-\d+)?$")
+PERIOD_OF_BALANCE = re.compile(r"^plan-.+-period-(\d+)$")  # `period_balance_id`
+
+
+@dataclass
+class RenewalFacts:
+    """One subscription as the outside systems hold it, per period: the amounts charged (Stripe, the
+    wallet ledger or CFAST), the OCS grants applied and held, and our transaction's amount."""
+
+    subscription_id: str
+    method: str
+    period: int  # the last period paid, as our row says
+    charges: dict[int, list[int]] = field(default_factory=dict)
+    grants_applied: dict[int, int] = field(default_factory=dict)
+    grants_held: set[int] = field(default_factory=set)
+    transactions: dict[int, int] = field(default_factory=dict)
+    receipts: dict[int, int] = field(default_factory=dict)  # period -> total of its paid receipt
+
+
+def check_renewal(f: RenewalFacts, report: InvariantReport) -> None:
+    """R1–R5 (module docstring) for one subscription."""
+    v = report.violations
+    periods = set(range(1, f.period + 1)) | {p for p, amounts in f.charges.items() if amounts}
+    for period in sorted(periods):
+        report.renewals += 1
+        tag = f"subscription {f.subscription_id} ({f.method}) period {period}"
+        charged = f.charges.get(period, [])
+        if len(charged) > 1:
+            v.append(f"R1 {tag}: charged {len(charged)} times {charged}")
+        if period <= f.period and not charged:
+            v.append(f"R2 {tag}: renewed without a charge")
+        if not charged:
+            continue
+        applied = f.grants_applied.get(period, 0)
+        if applied != 1 or period not in f.grants_held:
+            v.append(f"R3 {tag}: charged, OCS grant applied {applied}×, held {period in f.grants_held}")
+        booked = f.transactions.get(period)
+        if booked is None:
+            v.append(f"R4 {tag}: charged {charged[0]}, no transaction")
+        elif booked != charged[0]:
+            v.append(f"R4 {tag}: charged {charged[0]}, transaction of {booked}")
+        if f.method != PaymentMethod.ACCOUNT.value and f.receipts.get(period) != charged[0]:
+            v.append(f"R5 {tag}: charged {charged[0]}, paid receipt of {f.receipts.get(period)}")
+
+
+async def check_renewals(
+    *,
+    database_url: str,
+    localstripe_url: str,
+    stripe_api_key: str,
+    ocs_base_url: str,
+    ocs_tenant: str,
+    cfast_url: str,
+    org_ids: set[str],
+) -> InvariantReport:
+    """R1–R5 for every subscription of `org_ids` (module docstring)."""
+    engine = create_engine(database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            rows = (
+                await session.execute(
+                    select(Subscription, Line.ocs_account, Line.cfast_service_id)
+                    .join(Line, Line.id == Subscription.line_id)
+                    .where(Subscription.org_id.in_(org_ids))
+                )
+            ).all()
+            prefixes = {s.workflow_id for s, _, _ in rows}
+            debits = [
+                (e.reference, -e.amount_minor)
+                for e in (await session.execute(select(WalletEntry).where(WalletEntry.kind == "renewal_debit")))
+                .scalars()
+                .all()
+                if e.reference.rsplit(":period-", 1)[0] in prefixes
+            ]
+            books = (
+                await session.execute(
+                    select(Transaction.reference, Transaction.retail_minor).where(Transaction.org_id.in_(org_ids))
+                )
+            ).all()
+            receipts = (
+                await session.execute(
+                    select(Invoice.reference, Invoice.total_minor).where(
+                        Invoice.org_id.in_(org_ids),
+                        Invoice.status == InvoiceStatus.PAID,
+                        Invoice.reference.endswith(":charge:invoice"),
+                    )
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+
+    stripe = stripe_facts(localstripe_url, stripe_api_key, topup_ids=set(), subscription_ids={s.id for s, _, _ in rows})
+    applied, held = ocs_balances(ocs_base_url, ocs_tenant, {account for _, account, _ in rows if account})
+    billed = cfast_facts(cfast_url, {service for _, _, service in rows if service})
+    by_wf: dict[str, RenewalFacts] = {}
+    facts_by_account: dict[str, RenewalFacts] = {}
+    report = InvariantReport(topups=0)
+    for subscription, account, _service in rows:
+        f = RenewalFacts(subscription.id, subscription.payment_method.value, subscription.period)
+        by_wf[subscription.workflow_id] = f
+        if account:
+            facts_by_account[account] = f
+        if subscription.payment_method is PaymentMethod.CARD:
+            f.charges = {p: amounts for (sid, p), amounts in stripe.renewal_charges.items() if sid == subscription.id}
+    for reference, amount in debits:
+        _add_charge(by_wf, reference, amount, PaymentMethod.WALLET)
+    for reference, (count, cancelled, amount, _cancelled_minor) in billed.items():
+        if count > cancelled:
+            _add_charge(by_wf, reference, amount // count, PaymentMethod.ACCOUNT)
+    for reference, retail in books:
+        found = PERIOD_OF_CHARGE_KEY.search(reference)
+        wf = reference.rsplit(":period-", 1)[0]
+        if found and wf in by_wf and reference == charge_key(wf, int(found.group(1))):
+            by_wf[wf].transactions[int(found.group(1))] = retail
+    for reference, total in receipts:
+        charge = reference.removesuffix(":invoice")
+        found = PERIOD_OF_CHARGE_KEY.search(charge)
+        wf = charge.rsplit(":period-", 1)[0]
+        if found and wf in by_wf and charge == charge_key(wf, int(found.group(1))):
+            by_wf[wf].receipts[int(found.group(1))] = total
+    for (account, balance_id), count in applied.items():
+        found = PERIOD_OF_BALANCE.match(balance_id)
+        if found and account in facts_by_account:
+            grants = facts_by_account[account].grants_applied
+            grants[int(found.group(1))] = grants.get(int(found.group(1)), 0) + count
+    for account, balance_id in held:
+        found = PERIOD_OF_BALANCE.match(balance_id)
+        if found and account in facts_by_account:
+            facts_by_account[account].grants_held.add(int(found.group(1)))
+    for f in by_wf.values():
+        check_renewal(f, report)
+    return report
+
+
+def _add_charge(by_wf: dict[str, RenewalFacts], reference: str, amount: int, method: PaymentMethod) -> None:
+    found = PERIOD_OF_CHARGE_KEY.search(reference)
+    f = by_wf.get(reference.rsplit(":period-", 1)[0])
+    if found and f is not None and f.method == method.value:
+        f.charges.setdefault(int(found.group(1)), []).append(amount)

@@ -1,14 +1,27 @@
 """A world for top-ups: an organisation whose lines really exist in OCS, SNAIC and CFAST, a company with a
-saved card in localstripe and a funded wallet, and a staff member. Used by the tests, the crash drill and
-the benchmark."""
+saved card in localstripe and a funded wallet, and a staff member; and for renewals: a renewing plan and the
+subscriptions of its lines, due on a given day. Used by the tests, the crash drill and the benchmarks."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
-from domain.enums import ArticleKind, LineStatus, SimStatus, StaffRole, WalletOwnerType
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.enums import (
+    ArticleKind,
+    AutoRenewMode,
+    LineStatus,
+    PaymentMethod,
+    PlanType,
+    SimStatus,
+    StaffRole,
+    SubscriptionStatus,
+    WalletOwnerType,
+)
 from domain.identifiers import iccid_with_check_digit, msisdn_national
 from domain.models import (
     CatalogueArticle,
@@ -16,12 +29,16 @@ from domain.models import (
     EndUser,
     Line,
     Organisation,
+    Plan,
     SimCard,
     StaffUser,
+    Subscription,
     Wallet,
     WalletEntry,
 )
+from domain.renewal_calendar import RenewalCalendar
 from domain.security import hash_password
+from domain.subscription_contracts import subscription_workflow_id
 from infra.db import create_engine, create_sessionmaker
 from infra.settings import Settings
 from integrations.cfast import CfastClient
@@ -52,7 +69,7 @@ def _next_numbers() -> tuple[str, str, str]:
     n = next(_counter) + int(uuid.uuid4().int % 1_000_000) * 10
     iccid = iccid_with_check_digit(f"8933150{n:011d}")
     imsi = f"20815{n:010d}"
-    msisdn = f"+336{n % 100_000_000:08d}"
+    msisdn = f"+3367{n % 10_000_000:07d}"  # 067x: metropolitan mobile numbers
     return iccid, imsi, msisdn
 
 
@@ -164,29 +181,145 @@ async def provision_line(world: World, *, in_snaic: bool = True, in_cfast: bool 
     engine = create_engine(settings.database_url)
     try:
         async with create_sessionmaker(engine).begin() as session:
-            sim = SimCard(
-                org_id=world.org_id,
-                iccid=iccid,
-                imsi=imsi,
-                carrier="Orange",
-                status=SimStatus.ACTIVE,
-                company_id=world.company_id,
-            )
-            session.add(sim)
-            await session.flush()
-            line = Line(
-                org_id=world.org_id,
-                company_id=world.company_id,
-                sim_id=sim.id,
-                msisdn=msisdn,
-                status=LineStatus.ACTIVE,
-                ocs_account=account,
+            line = await _record_line(
+                session,
+                world,
+                (iccid, imsi, msisdn),
+                account,
                 snaic_line_id=snaic_line_id if record_ids else None,
                 cfast_service_id=cfast_service_id if record_ids else None,
             )
-            session.add(line)
-            await session.flush()
-            world.lines.append(line.id)
             return line.id
+    finally:
+        await engine.dispose()
+
+
+async def provision_lines(world: World, count: int, *, plan_id: str | None = None, concurrency: int = 32) -> list[str]:
+    """`count` lines that exist in OCS (an account each) and in our records, on `plan_id`: the bulk form of
+    `provision_line` for the benchmarks (no SNAIC line, no CFAST service), one engine and one OCS client."""
+    numbers = [_next_numbers() for _ in range(count)]
+    accounts = [f"line-{uuid.uuid4().hex[:12]}" for _ in range(count)]
+    semaphore = asyncio.Semaphore(concurrency)
+    async with OcsClient(world.settings.ocs_url, world.settings.ocs_tenant, 10) as ocs:
+
+        async def create(account: str) -> None:
+            async with semaphore:
+                await ocs.set_account(account)
+
+        await asyncio.gather(*(create(account) for account in accounts))
+    engine = create_engine(world.settings.database_url)
+    try:
+        async with create_sessionmaker(engine).begin() as session:
+            lines = [
+                await _record_line(session, world, n, account, plan_id=plan_id)
+                for n, account in zip(numbers, accounts, strict=True)
+            ]
+            return [line.id for line in lines]
+    finally:
+        await engine.dispose()
+
+
+async def _record_line(
+    session: AsyncSession,
+    world: World,
+    numbers: tuple[str, str, str],
+    account: str,
+    *,
+    snaic_line_id: str | None = None,
+    cfast_service_id: str | None = None,
+    plan_id: str | None = None,
+) -> Line:
+    iccid, imsi, msisdn = numbers
+    sim = SimCard(
+        org_id=world.org_id,
+        iccid=iccid,
+        imsi=imsi,
+        carrier="Orange",
+        status=SimStatus.ACTIVE,
+        company_id=world.company_id,
+    )
+    session.add(sim)
+    await session.flush()
+    line = Line(
+        org_id=world.org_id,
+        company_id=world.company_id,
+        sim_id=sim.id,
+        msisdn=msisdn,
+        status=LineStatus.ACTIVE,
+        ocs_account=account,
+        snaic_line_id=snaic_line_id,
+        cfast_service_id=cfast_service_id,
+        plan_id=plan_id,
+    )
+    session.add(line)
+    await session.flush()
+    world.lines.append(line.id)
+    return line
+
+
+async def add_renewing_plan(
+    world: World, *, price_minor: int = 1500, data_bytes: int = 5 << 30, validity_days: int = 30
+) -> str:
+    """A prepaid plan of the organisation that renews automatically."""
+    engine = create_engine(world.settings.database_url)
+    try:
+        async with create_sessionmaker(engine).begin() as session:
+            plan = Plan(
+                org_id=world.org_id,
+                name="Forfait 5 Go",
+                plan_type=PlanType.PREPAID,
+                price_minor=price_minor,
+                data_allowance_bytes=data_bytes,
+                validity_days=validity_days,
+                carrier="Orange",
+                auto_renew_mode=AutoRenewMode.ON,
+            )
+            session.add(plan)
+            await session.flush()
+            return plan.id
+    finally:
+        await engine.dispose()
+
+
+def anchor_due_on(due_on: date, validity_days: int) -> date:
+    """The latest anchor whose first period ends on `due_on` or, where the calendar skips that day (a
+    month end), just before it."""
+    for days in range(validity_days - 3, validity_days + 4):
+        anchor = due_on - timedelta(days=days)
+        if RenewalCalendar(anchor=anchor, validity_days=validity_days).period_end(0) <= due_on:
+            return anchor
+    return due_on - timedelta(days=validity_days + 4)
+
+
+async def subscribe_lines(
+    world: World, line_ids: list[str], plan_id: str, methods: list[PaymentMethod], *, due_on: date
+) -> None:
+    """The subscription rows of `line_ids` on `plan_id` (period 0, auto-renew on), their first renewal due on
+    `due_on` or just before; the payment methods taken in turn from `methods`. The workflows are not started."""
+    engine = create_engine(world.settings.database_url)
+    try:
+        async with create_sessionmaker(engine).begin() as session:
+            plan = await session.get_one(Plan, plan_id)
+            anchor = anchor_due_on(due_on, plan.validity_days)
+            renews_on = RenewalCalendar(anchor=anchor, validity_days=plan.validity_days).period_end(0)
+            for n, line_id in enumerate(line_ids):
+                session.add(
+                    Subscription(
+                        org_id=world.org_id,
+                        company_id=world.company_id,
+                        line_id=line_id,
+                        plan_id=plan_id,
+                        anchor_on=anchor,
+                        validity_days=plan.validity_days,
+                        period=0,
+                        next_renewal_on=renews_on,
+                        auto_renew_mode=AutoRenewMode.ON,
+                        payment_method=methods[n % len(methods)],
+                        status=SubscriptionStatus.ACTIVE,
+                        workflow_id=subscription_workflow_id(world.org_id, line_id),
+                    )
+                )
+                line = await session.get_one(Line, line_id)
+                line.plan_id, line.next_renewal_on = plan_id, renews_on
     finally:
         await engine.dispose()

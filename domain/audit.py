@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.models import AuditChainHead, AuditLog
@@ -133,6 +133,12 @@ async def record(session: AsyncSession, entry: AuditEntry) -> AuditLog | None:
     if entry.reference is not None:  # re-checked under the lock: a concurrent retry may have won
         exists = await session.execute(select(AuditLog.id).where(AuditLog.reference == entry.reference))
         if exists.first() is not None:
+            # Give the count back: the head would otherwise count a row never appended (the chain then
+            # reads as "rows removed" for good).
+            await session.execute(
+                update(AuditChainHead).where(AuditChainHead.id == HEAD_ID).values(appended=AuditChainHead.appended - 1),
+                execution_options={"synchronize_session": False},
+            )
             return None
     details = dict(entry.details)
     if ctx.ip and "ip" not in details:
@@ -174,13 +180,22 @@ class ChainReport:
 
 
 async def verify_chain(session: AsyncSession, batch: int = 2000) -> ChainReport:
-    """Re-computes every hash in id order and compares with the head row."""
+    """Re-computes every hash in id order and compares with the head row. The head is read first and the
+    rows it counts are checked: rows appended while the check runs (live traffic) come after them and are
+    left to the next check, so they are never taken for a broken chain."""
+    head = (
+        await session.execute(
+            select(AuditChainHead.appended, AuditChainHead.last_hash).where(AuditChainHead.id == HEAD_ID)
+        )
+    ).first()
+    expected = None if head is None else int(head[0])
     prev = GENESIS_HASH
     count = 0
     last_id = 0
     table = AuditLog.__table__
-    while True:
-        query = select(table).where(table.c.id > last_id).order_by(table.c.id).limit(batch)
+    while expected is None or count < expected:
+        limit = batch if expected is None else min(batch, expected - count)
+        query = select(table).where(table.c.id > last_id).order_by(table.c.id).limit(limit)
         rows = [dict(r) for r in (await session.execute(query)).mappings().all()]
         if not rows:
             break
@@ -192,17 +207,8 @@ async def verify_chain(session: AsyncSession, batch: int = 2000) -> ChainReport:
             prev = row["hash"]
             count += 1
             last_id = row["id"]
-    head = (
-        await session.execute(
-            select(AuditChainHead.appended, AuditChainHead.last_hash).where(AuditChainHead.id == HEAD_ID)
-        )
-    ).first()
     if head is None:
         return ChainReport(count == 0, count, None, None if count == 0 else "chain head missing")
-    if head[1] != prev or int(head[0]) != count:
+    if head[1] != prev or expected != count:
         return ChainReport(False, count, None, f"head says {head[0]} rows ending {head[1][:12]}…: rows removed")
     return ChainReport(True, count)
-
-
-async def count_entries(session: AsyncSession) -> int:
-    return int((await session.execute(select(func.count()).select_from(AuditLog))).scalar_one())

@@ -7,7 +7,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from domain.enums import ExternalSystem, MajStatus
+from domain.enums import (
+    DeploymentStatus,
+    ExternalSystem,
+    MajStatus,
+    PaymentMethod,
+    TopUpPaymentStatus,
+    TopUpStatus,
+)
+from domain.security_contracts import AuditRecordInput
 
 
 class Contract(BaseModel):
@@ -138,7 +146,7 @@ class TopUpInput(Contract):
     deployment_id: str
     msisdn: str
     iccid: str | None = None
-    payment_method: str  # card | wallet | account
+    payment_method: PaymentMethod  # one of TOPUP_PAYMENT_METHODS
     amount_minor: int
     currency: str = "EUR"
     quantity: int
@@ -156,8 +164,8 @@ class TopUpReceipt(Contract):
 
     recharge_id: str
     workflow_id: str
-    status: str  # pending | completed | refunded | failed | needs_attention
-    payment_status: str  # pending | succeeded | on_account | declined | refunded | refund_failed
+    status: TopUpStatus
+    payment_status: TopUpPaymentStatus
     amount_minor: int
     currency: str
     payment_reference: str | None = None
@@ -194,7 +202,7 @@ class ChargeRequest(Contract):
 
 
 class ChargeOutcome(Contract):
-    payment_status: str  # succeeded | on_account
+    payment_status: TopUpPaymentStatus  # succeeded | on_account
     payment_reference: str
     sent: dict[str, Any] = Field(default_factory=dict)
     answer: dict[str, Any] = Field(default_factory=dict)
@@ -290,13 +298,13 @@ class CfastArticleCancel(Contract):
 
 class TopUpStatusUpdate(Contract):
     topup_id: str
-    status: str | None = None
-    payment_status: str | None = None
+    status: TopUpStatus | None = None
+    payment_status: TopUpPaymentStatus | None = None
     payment_reference: str | None = None
     refund_reference: str | None = None
     failure_reason: str | None = None
     resolution_note: str | None = None
-    deployment_status: str | None = None
+    deployment_status: DeploymentStatus | None = None
 
 
 class TopUpReceiptRecord(Contract):
@@ -311,6 +319,18 @@ class TopUpNotice(Contract):
     subject: str
     body: str
     event_type: str
+
+
+class TopUpStepWrites(Contract):
+    """The top-up's own writes of one saga step, applied in one transaction: its status, the MAJ records of
+    the external calls, the audit row of a money movement, the receipt, the customer's notification."""
+
+    topup_id: str
+    status: TopUpStatusUpdate | None = None
+    records: list[UpdateRecordInput] = Field(default_factory=list)
+    audits: list[AuditRecordInput] = Field(default_factory=list)
+    receipt: TopUpReceiptRecord | None = None
+    notices: list[TopUpNotice] = Field(default_factory=list)
 
 
 STRIPE_EVENT_SIGNAL = "stripe_event"

@@ -140,12 +140,93 @@ class MajStatus(StrEnum):
     ERROR = "error"
 
 
+class SnaicOrderStatus(StrEnum):
+    """An order at SNAIC, as its callback or a poll gives it; `timeout` (no answer within the SLA) and
+    `nothing_to_do` (a cancellation that found no line of ours) are our own outcomes."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    TIMEOUT = "timeout"
+    NOTHING_TO_DO = "nothing_to_do"
+
+
+# An order in one of these has its outcome: no callback or poll can change it.
+SNAIC_SETTLED_ORDER_STATUSES = (SnaicOrderStatus.COMPLETED, SnaicOrderStatus.REJECTED)
+
+
+class PaymentStatus(StrEnum):
+    """`payments.status`: money received by the provider, recorded by hand (bank transfer), or given back."""
+
+    SUCCEEDED = "succeeded"
+    MANUAL = "manual"
+    REFUNDED = "refunded"
+
+
 class PaymentMethod(StrEnum):
     CARD = "card"
     WALLET = "wallet"
     ACCOUNT = "account"
     SEPA = "sepa"
     MANUAL = "manual"
+    TRANSFER = "transfer"  # a bank transfer (onboarding fees)
+
+
+# How a top-up is paid: a saved card, the company's wallet, or billed on the CFAST account.
+TOPUP_PAYMENT_METHODS = (PaymentMethod.CARD, PaymentMethod.WALLET, PaymentMethod.ACCOUNT)
+
+
+class TopUpStatus(StrEnum):
+    """`top_ups.status` (SPEC §4.3)."""
+
+    PENDING = "pending"
+    CHARGED = "charged"
+    COMPLETED = "completed"
+    REFUNDED = "refunded"
+    FAILED = "failed"
+    NEEDS_ATTENTION = "needs_attention"
+
+
+class TopUpPaymentStatus(StrEnum):
+    """`top_ups.payment_status`: what happened to the money."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    ON_ACCOUNT = "on_account"
+    DECLINED = "declined"
+    REFUSED = "refused"
+    REFUNDED = "refunded"
+    REFUND_FAILED = "refund_failed"
+    LINE_UNRESOLVED = "line_unresolved"
+    NOT_STARTED = "not_started"
+
+
+class TopUpSource(StrEnum):
+    """Who asked for a top-up: the JSON API, the staff portal, the self-care portal, an auto top-up rule."""
+
+    API = "api"
+    PORTAL = "portal"
+    SELFCARE = "selfcare"
+    RULE = "rule"
+
+
+class FundingStatus(StrEnum):
+    """`wallet_fundings.status`."""
+
+    PENDING = "pending"
+    CHARGING = "charging"
+    CHARGED = "charged"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REFUNDED = "refunded"
+    NEEDS_ATTENTION = "needs_attention"
+
+
+class FileImportStatus(StrEnum):
+    """`account_status_imports.status`: a stored file is applied once."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
 
 
 class InvoiceStatus(StrEnum):
@@ -222,4 +303,81 @@ class BulkItemStatus(StrEnum):
 
 
 # A top-up ends in exactly one of these (SPEC §4.3).
-TOPUP_TERMINAL_STATUSES = ("completed", "refunded", "failed", "needs_attention")
+TOPUP_TERMINAL_STATUSES = (
+    TopUpStatus.COMPLETED,
+    TopUpStatus.REFUNDED,
+    TopUpStatus.FAILED,
+    TopUpStatus.NEEDS_ATTENTION,
+)
+
+
+# Subscriptions (renewals): the state of a renewing service, and the dunning stage of a failed renewal.
+class SubscriptionStatus(StrEnum):
+    ACTIVE = "active"
+    DUNNING = "dunning"
+    SUSPENDED = "suspended"
+    CANCELLED = "cancelled"
+    ENDED = "ended"
+
+
+class OnboardingStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class DunningStage(StrEnum):
+    RETRY = "retry"
+    SECOND_ATTEMPT = "second_attempt"
+    SUSPENSION = "suspension"
+    TERMINATION = "termination"
+
+
+class BusinessStatus(StrEnum):
+    """Values of the `BusinessStatus` search attribute, shared by every workflow family: the terminal states,
+    and the step (or, for top-ups started under the phase patch, the phase) a running workflow is in."""
+
+    STARTING = "starting"
+    PENDING = "pending"
+    RUNNING = "running"
+    IN_PROGRESS = "in_progress"
+    SCHEDULED = "scheduled"
+    GRACE_PERIOD = "grace_period"
+    # Steps.
+    RESOLVING_LINE = "resolving_line"
+    CHARGING = "charging"
+    CHARGED = "charged"
+    CREDITING = "crediting"
+    PROVISIONING = "provisioning"
+    PROVISIONING_SUPPLIER = "provisioning_supplier"
+    BILLING = "billing"
+    RECORDING = "recording"
+    RESERVING_SIM = "reserving_sim"
+    ALLOCATING_NUMBER = "allocating_number"
+    SUPPLIER = "supplier"
+    CREATING_SUPPLIER_LINE = "creating_supplier_line"
+    CREATING_OCS_ACCOUNT = "creating_ocs_account"
+    CREATING_BILLING_LINE = "creating_billing_line"
+    CREATING_CUSTOMER = "creating_customer"
+    CREATING_BILLING_POINT = "creating_billing_point"
+    CREATING_SITE = "creating_site"
+    TERMINATING = "terminating"
+    QUARANTINE = "quarantine"
+    DELIVERING = "delivering"
+    CANCELLING = "cancelling"
+    COMPENSATING = "compensating"
+    # Outcomes.
+    ACTIVE = "active"
+    SYNCED = "synced"
+    DELIVERED = "delivered"
+    READY_FOR_ACTIVATION = "ready_for_activation"
+    RELEASED = "released"
+    TERMINATED = "terminated"
+    ENDED = "ended"
+    COMPLETED = "completed"
+    REFUNDED = "refunded"
+    SUCCEEDED = "succeeded"
+    REFUSED = "refused"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    NEEDS_ATTENTION = "needs_attention"

@@ -18,10 +18,13 @@ from stdnum import iban as stdnum_iban
 from stdnum import imei as stdnum_imei
 from stdnum import imsi as stdnum_imsi
 from stdnum import luhn
+from stdnum.eu import at_02 as stdnum_sepa_ci
 from stdnum.eu import vat as stdnum_eu_vat
 from stdnum.exceptions import InvalidChecksum, InvalidComponent, InvalidFormat, InvalidLength, ValidationError
 from stdnum.fr import siret as stdnum_siret
 from stdnum.fr import tva as stdnum_fr_tva
+
+from domain.errors import ErrorCode
 
 __all__ = [
     "InvalidIdentifier",
@@ -34,6 +37,7 @@ __all__ = [
     "normalize_imsi",
     "normalize_msisdn",
     "normalize_rio",
+    "normalize_sepa_ics",
     "normalize_siret",
     "normalize_vat",
     "rio_key",
@@ -43,7 +47,7 @@ __all__ = [
 class InvalidIdentifier(ValueError):
     """An identifier failed validation. `field` names the input, `reason` says why (short, in French)."""
 
-    code: ClassVar[str] = "invalid_identifier"
+    code: ClassVar[ErrorCode] = ErrorCode.INVALID_IDENTIFIER
 
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
@@ -263,3 +267,17 @@ def normalize_vat(value: str) -> str:
     if len(compact) < 3 or not compact[:2].isalpha():
         raise InvalidIdentifier("vat", "préfixe pays attendu (FR, DE, …)")
     return _stdnum("vat", stdnum_eu_vat.validate, compact)
+
+
+def normalize_sepa_ics(value: str) -> str:
+    """French SEPA creditor identifier (ICS, `FRkkZZZnnnnnn`): `FR`, a 2-digit ISO 7064 mod-97 key, a
+    3-character creditor business code (`ZZZ` when none) and a 6-character national number; the key, which
+    skips the business code, is checked by python-stdnum (`stdnum.eu.at_02`)."""
+    compact = _require_str("sepa_ics", value).translate(_SEPARATORS).upper()
+    if not compact.startswith("FR"):
+        raise InvalidIdentifier("sepa_ics", "un ICS français commence par FR")
+    if len(compact) != 13:
+        raise InvalidIdentifier("sepa_ics", f"13 caractères attendus (FRkkZZZnnnnnn), {len(compact)} reçus")
+    if not compact[2:4].isdigit() or not compact[4:7].isalnum() or not compact[7:].isalnum() or not compact.isascii():
+        raise InvalidIdentifier("sepa_ics", "format attendu FRkkZZZnnnnnn (clé à 2 chiffres, code activité, numéro)")
+    return _stdnum("sepa_ics", stdnum_sepa_ci.validate, compact, checksum="clé de contrôle (mod 97) invalide")

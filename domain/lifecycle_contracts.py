@@ -10,8 +10,14 @@ from typing import Any
 from pydantic import Field
 
 from domain.contracts import Contract
+from domain.enums import BulkItemStatus, DeploymentStatus
 
 # --- workflows -------------------------------------------------------------------------------------
+
+
+def plan_balance_id(plan_id: str) -> str:
+    """The OCS balance of a line's plan (the activation grants it, the usage reading measures it)."""
+    return f"plan-{plan_id}"
 
 
 class SimActivationInput(Contract):
@@ -38,6 +44,7 @@ class SimActivationResult(Contract):
     snaic_line_id: str | None = None
     ocs_account: str | None = None
     cfast_service_id: str | None = None
+    subscription_workflow_id: str | None = None  # on a plan that renews line by line
 
 
 class LineOperationInput(Contract):
@@ -92,6 +99,7 @@ class DeprovisioningState(Contract):
     grace_until: datetime | None = None
     step: str = ""
     attention: str | None = None
+    attention_since: datetime | None = None  # when the step failed for good (the portal's needs-attention age)
 
 
 class ResolveAttention(Contract):
@@ -99,6 +107,23 @@ class ResolveAttention(Contract):
 
     requested_by: str = "system"
     note: str = ""
+
+
+class ResolveCompensation(Contract):
+    """Staff answer a line workflow whose compensation failed for good: `retry` the failed compensations,
+    or `resolved_manually` (undone by hand in the external systems)."""
+
+    action: str = "retry"
+    requested_by: str = "system"
+    note: str = ""
+
+
+class AttentionState(Contract):
+    """Why a line workflow waits for staff, and since when (`attention` None while it does not)."""
+
+    status: str
+    attention: str | None = None
+    since: datetime | None = None
 
 
 class BulkItemInput(Contract):
@@ -141,7 +166,7 @@ class BulkProgress(Contract):
 
 class BulkItemResult(Contract):
     iccid: str
-    status: str  # succeeded | failed | skipped
+    status: BulkItemStatus
     detail: str = ""
     workflow_id: str | None = None
     line_id: str | None = None
@@ -306,7 +331,7 @@ class OpenDeployment(Contract):
 
 class CloseDeployment(Contract):
     deployment_id: str
-    status: str
+    status: DeploymentStatus
 
 
 class LineSnapshot(Contract):

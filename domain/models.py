@@ -42,6 +42,7 @@ from domain.enums import (
     CfastSyncStatus,
     DeploymentKind,
     DeploymentStatus,
+    DunningStage,
     ExternalSystem,
     InvoiceStatus,
     LineStatus,
@@ -55,6 +56,7 @@ from domain.enums import (
     SimType,
     StaffRole,
     SubscriptionKind,
+    SubscriptionStatus,
     WalletOwnerType,
     WebhookDeliveryStatus,
 )
@@ -111,6 +113,27 @@ class Timestamped:
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class OutboxDelivery:
+    """Delivery state of an outbox row, written by the outbox relay (`activities.outbox`): a relay claims the
+    row (`claim_token` until `claimed_until`), sends it, then sets `sent_at`; a permanent refusal sets
+    `failed_at`. `attempts` counts the claims, `last_error` keeps the last failure."""
+
+    sent_at: Mapped[datetime | None] = mapped_column()
+    failed_at: Mapped[datetime | None] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[datetime | None] = mapped_column()
+
+
+class MailAttachment:
+    """One attachment of an outbox mail, resolved when the mail is sent (`domain.services.outbox`):
+    e.g. `attachment_kind='invoice'`, `attachment_ref=<invoice id>`."""
+
+    attachment_kind: Mapped[str | None] = mapped_column(String(32))
+    attachment_ref: Mapped[str | None] = mapped_column(String(64))
+
+
 # --- Tenancy -------------------------------------------------------------------------------------
 
 
@@ -126,6 +149,20 @@ class Organisation(Timestamped, Base):
     brand_name: Mapped[str | None] = mapped_column(String(200))
     invoice_footer: Mapped[str | None] = mapped_column(Text)
     stripe_account_ref: Mapped[str | None] = mapped_column(String(100))
+    # Invoice header and footer banner (seed 002): legal name, address, customer service; PNG/JPEG images.
+    legal_name: Mapped[str | None] = mapped_column(String(200))
+    address: Mapped[str | None] = mapped_column(Text)
+    customer_service_phone: Mapped[str | None] = mapped_column(String(60))
+    customer_service_email: Mapped[str | None] = mapped_column(String(320))
+    logo: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    footer_banner: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    # 0013 onboarding (seed 002 "Renseignements complémentaires"); `disabled_at` set by a cancelled onboarding.
+    accounting_email: Mapped[str | None] = mapped_column(String(320))
+    technical_email: Mapped[str | None] = mapped_column(String(320))
+    technical_contact_name: Mapped[str | None] = mapped_column(String(200))
+    disabled_at: Mapped[datetime | None] = mapped_column()
+    # SEPA creditor identifier (seed 002 §7, `FRkkZZZnnnnnn`): on invoices, for payment by transfer or mandate.
+    sepa_ics: Mapped[str | None] = mapped_column(String(13))
 
 
 class Company(Timestamped, Base):
@@ -200,6 +237,25 @@ class EndUser(Timestamped, Base):
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     tokens_valid_after: Mapped[datetime | None] = mapped_column()
     last_login_at: Mapped[datetime | None] = mapped_column()
+
+
+class SavedPaymentMethod(Timestamped, Base):
+    """A card saved through a confirmed SetupIntent, on the Stripe customer of a company or of an end user
+    (`end_user_id` NULL: the company's). Kept here for listing and the tenancy guard; the default card is
+    the owner's `stripe_payment_method_id` (what the top-up charges), never a second flag."""
+
+    __tablename__ = "payment_methods"
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str] = company_fk()
+    end_user_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("end_users.id"), index=True)
+    stripe_customer_id: Mapped[str] = mapped_column(String(100))
+    stripe_payment_method_id: Mapped[str] = mapped_column(String(100), unique=True)
+    brand: Mapped[str | None] = mapped_column(String(32))
+    last4: Mapped[str | None] = mapped_column(String(4))
+    exp_month: Mapped[int | None] = mapped_column(Integer)
+    exp_year: Mapped[int | None] = mapped_column(Integer)
 
 
 class StaffUser(Timestamped, Base):
@@ -303,6 +359,11 @@ class CatalogueArticle(Timestamped, Base):
 
 
 class Pool(Timestamped, Base):
+    """Lines of one company sharing one allowance, renewed at pool level (seed 000). The plan (subscription
+    kind `static_pool` | `dynamic_pool`) holds the price rules: a static pool costs the plan's price and gets
+    its data whatever the member count; a dynamic pool, the plan's price and data per active member.
+    The allowance lives in the pool's own OCS account (`ocs_account`), the members' charging account."""
+
     __tablename__ = "pools"
 
     id: Mapped[str] = id_column()
@@ -310,9 +371,9 @@ class Pool(Timestamped, Base):
     company_id: Mapped[str] = company_fk()
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[PoolKind] = mapped_column(enum_column(PoolKind))
-    price_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    data_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    # 0016: None only for a pool created before pools renewed (it has no subscription).
+    plan_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("plans.id"))
+    ocs_account: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
 # --- Inventory and lines -------------------------------------------------------------------------
@@ -389,6 +450,8 @@ class Line(Timestamped, Base):
     cfast_service_label: Mapped[str | None] = mapped_column(String(64))
     snaic_line_id: Mapped[str | None] = mapped_column(String(64))
     ocs_account: Mapped[str | None] = mapped_column(String(64))
+    # 0016: the pool the line belongs to (at most one, of the line's company); its usage draws on the pool's.
+    pool_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("pools.id"), index=True)
     next_renewal_on: Mapped[date | None] = mapped_column(Date)
     periodic_options: Mapped[list[str]] = mapped_column(default=list)
     # SIM lifecycle: the workflows that built and end the line, the grace period, why it failed.
@@ -415,6 +478,11 @@ class Wallet(Timestamped, Base):
     min_balance_minor: Mapped[int] = mapped_column(BigInteger, default=0)  # may be negative
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
 
+    @property
+    def end_user_id(self) -> str | None:
+        """The end user of an end user's wallet: part of its tenant chain (`TenantChain.of`)."""
+        return self.owner_id if self.owner_type == WalletOwnerType.END_USER else None
+
 
 class WalletEntry(Base):
     """Append-only ledger: the balance is the sum of entries. `reference` makes each movement idempotent."""
@@ -430,10 +498,43 @@ class WalletEntry(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class WalletFunding(Timestamped, Base):
+    """A wallet funded by card. The workflow `wallet-funding/{org}/{id}` charges the owner's saved card, then
+    writes the ledger credit (reference `{workflow_id}:credit`), or refunds the charge when it cannot."""
+
+    __tablename__ = "wallet_fundings"
+    __table_args__ = (
+        UniqueConstraint("org_id", "idempotency_key"),
+        CheckConstraint("amount_minor > 0", name="positive_amount"),
+    )
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str] = company_fk()
+    end_user_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("end_users.id"))
+    wallet_id: Mapped[str] = mapped_column(String(32), ForeignKey("wallets.id"), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(100))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    requested_by: Mapped[str] = mapped_column(String(320))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    # pending | charging | charged | succeeded | failed | refunded | needs_attention
+    status: Mapped[str] = mapped_column(String(32), default="pending")
+    payment_reference: Mapped[str | None] = mapped_column(String(100))
+    refund_reference: Mapped[str | None] = mapped_column(String(100))
+    ledger_reference: Mapped[str | None] = mapped_column(String(200))
+    workflow_id: Mapped[str] = mapped_column(String(200), unique=True)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class Transaction(Timestamped, Base):
-    """Charges positive, credits negative; only uninvoiced ones can be voided."""
+    """Charges positive, credits negative; only uninvoiced ones can be voided. `retail_minor` is what the
+    customer pays, tax included; `tax_minor` the VAT inside it. `billed_by` names who issues the document
+    (see `domain.services.billing`); a reversal points at the transaction it reverses."""
 
     __tablename__ = "transactions"
+    __table_args__ = (Index("ix_transactions_billing", "org_id", "company_id", "invoice_id"),)
 
     id: Mapped[str] = id_column()
     org_id: Mapped[str] = org_fk()
@@ -447,6 +548,11 @@ class Transaction(Timestamped, Base):
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
     invoice_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("invoices.id"))
     voided: Mapped[bool] = mapped_column(Boolean, default=False)
+    tax_rate_bp: Mapped[int] = mapped_column(Integer, default=2000, server_default="2000")
+    billed_by: Mapped[str] = mapped_column(String(16), default="run", server_default="run")
+    reverses_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("transactions.id"), unique=True)
+    voided_at: Mapped[datetime | None] = mapped_column()
+    voided_by: Mapped[str | None] = mapped_column(String(320))
 
 
 class InvoiceCounter(Base):
@@ -473,6 +579,13 @@ class Invoice(Timestamped, Base):
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
     payment_reference: Mapped[str | None] = mapped_column(String(100))
     issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # "invoice" or "credit_note" (negative amounts, numbered in the same gapless series, refers to the invoice).
+    kind: Mapped[str] = mapped_column(String(16), default="invoice", server_default="invoice")
+    credited_invoice_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("invoices.id"))
+    title: Mapped[str | None] = mapped_column(String(200))
+    period_start: Mapped[date | None] = mapped_column(Date)
+    period_end: Mapped[date | None] = mapped_column(Date)  # exclusive
+    due_on: Mapped[date | None] = mapped_column(Date)
 
 
 class Payment(Timestamped, Base):
@@ -612,7 +725,9 @@ class WebhookDelivery(Timestamped, Base):
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column()
-    workflow_id: Mapped[str | None] = mapped_column(String(200))  # 0003
+    workflow_id: Mapped[str | None] = mapped_column(String(200))  # 0003: the latest delivery workflow
+    # 0012: staff-requested redeliveries so far; the n-th runs as `webhook-redelivery/{org}/{id}/{n}`
+    redeliveries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AuditLog(Base):
@@ -691,10 +806,11 @@ class StripeEvent(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Notification(Base):
-    """A message sent to a customer (e-mail sink in development); the portal and tests read it here."""
+class Notification(OutboxDelivery, MailAttachment, Base):
+    """A mail to a customer (top-up receipt, invoice…), sent by the outbox relay (`workflows.outbox_relay`)."""
 
     __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_pending", "sent_at", "failed_at", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     org_id: Mapped[str] = org_fk()
@@ -840,10 +956,12 @@ class BulkOperationItem(Base):
     finished_at: Mapped[datetime | None] = mapped_column()
 
 
-class SimMessage(Timestamped, Base):
-    """An SMS to the end user of a SIM (bulk "Envoyer un SMS"), queued for the SMS gateway."""
+class SimMessage(OutboxDelivery, Timestamped, Base):
+    """An SMS to the end user of a SIM (bulk "Envoyer un SMS"), sent through the SMS gateway by the outbox
+    relay; `status` follows it: queued, sent or failed."""
 
     __tablename__ = "sim_messages"
+    __table_args__ = (Index("ix_sim_messages_pending", "sent_at", "failed_at", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     org_id: Mapped[str] = org_fk()
@@ -924,10 +1042,11 @@ class RateLimitHit(Base):
     expires_at: Mapped[float] = mapped_column(Float, index=True)
 
 
-class SecurityMessage(Base):
-    """Outbox of account-security e-mails (password reset); the mail sink of development and tests."""
+class SecurityMessage(OutboxDelivery, MailAttachment, Base):
+    """Outbox of account-security mails (password reset), sent by the outbox relay."""
 
     __tablename__ = "security_messages"
+    __table_args__ = (Index("ix_security_messages_pending", "sent_at", "failed_at", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -950,3 +1069,120 @@ class WebhookDeliveryAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- Integrator onboarding -------------------------------------------------------------------------
+
+
+class Onboarding(Timestamped, Base):
+    """The onboarding of one organisation (seed 002), driven by the workflow `onboarding/{org}`; this row is its
+    projection, written by the workflow's activities at every change: stage, stage history, payments, dossier."""
+
+    __tablename__ = "onboardings"
+    __table_args__ = (
+        CheckConstraint("deposit_minor > 0 AND balance_minor >= 0", name="positive_amounts"),
+        CheckConstraint("reminder_after_s > 0 AND platform_sla_s > 0", name="positive_delays"),
+    )
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = mapped_column(String(32), ForeignKey("organisations.id"), unique=True)
+    workflow_id: Mapped[str] = mapped_column(String(200), unique=True)
+    contact_email: Mapped[str] = mapped_column(String(320))
+    contact_name: Mapped[str] = mapped_column(String(200))
+    # in_progress | completed | cancelled
+    status: Mapped[str] = mapped_column(String(16), default="in_progress")
+    stage: Mapped[str] = mapped_column(String(32))
+    stage_since: Mapped[datetime] = mapped_column(default=utcnow)
+    needs_attention: Mapped[bool] = mapped_column(Boolean, default=False)
+    attention_reason: Mapped[str | None] = mapped_column(Text)
+    # [{"stage", "event", "at", "by", "note"}], oldest first
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    deposit_minor: Mapped[int] = mapped_column(BigInteger)
+    balance_minor: Mapped[int] = mapped_column(BigInteger)
+    # {"deposit": {"method", "reference", "amount_minor", "refund_reference"}, "balance": {...}}
+    payments: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # {item: {"status": valid | invalid | rejected, "filename", "document_id", "errors": [...], "at"}}
+    dossier: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reminder_after_s: Mapped[int] = mapped_column(Integer)
+    max_reminders: Mapped[int] = mapped_column(Integer, default=3)
+    platform_sla_s: Mapped[int] = mapped_column(Integer)
+    sim_batch_size: Mapped[int] = mapped_column(Integer, default=10)
+    created_by: Mapped[str] = mapped_column(String(320))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class OnboardingDocument(Base):
+    """One upload of a technical dossier item (a file, or a value such as an email): kept as sent, whether or
+    not it validates; the dossier entry of the onboarding points at the last valid one."""
+
+    __tablename__ = "onboarding_documents"
+
+    id: Mapped[str] = id_column()
+    onboarding_id: Mapped[str] = mapped_column(String(32), ForeignKey("onboardings.id"), index=True)
+    item: Mapped[str] = mapped_column(String(32))
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    content_type: Mapped[str] = mapped_column(String(100), default="")
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    uploaded_by: Mapped[str] = mapped_column(String(320))
+    uploaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- Subscriptions (renewals) --------------------------------------------------------------------
+
+
+class Subscription(Timestamped, Base):
+    """A renewing service and its entity workflow `subscription/{org}/{owner}`: the owner is a line
+    (`{owner}` = line id) or a pool (`pool-{pool_id}`), with the same calendar, charge and dunning."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        CheckConstraint("(line_id IS NULL) <> (pool_id IS NULL)", name="one_owner"),
+        CheckConstraint("period >= 0 AND validity_days >= 1", name="period_and_validity"),
+        Index("ix_subscriptions_org_status", "org_id", "status"),
+    )
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = org_fk()
+    company_id: Mapped[str] = company_fk()
+    line_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("lines.id"), unique=True)
+    pool_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("pools.id"), unique=True)
+    end_user_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("end_users.id"))
+    plan_id: Mapped[str] = mapped_column(String(32), ForeignKey("plans.id"))
+    # The plan applied from the next renewal on (a change on a plan that does not prorate).
+    next_plan_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("plans.id"))
+    anchor_on: Mapped[date] = mapped_column(Date)
+    validity_days: Mapped[int] = mapped_column(Integer)
+    period: Mapped[int] = mapped_column(Integer, default=0)  # the last period paid (0: the activation's)
+    next_renewal_on: Mapped[date] = mapped_column(Date, index=True)
+    auto_renew_mode: Mapped[AutoRenewMode] = mapped_column(enum_column(AutoRenewMode))
+    payment_method: Mapped[PaymentMethod] = mapped_column(enum_column(PaymentMethod))
+    status: Mapped[SubscriptionStatus] = mapped_column(
+        enum_column(SubscriptionStatus), default=SubscriptionStatus.ACTIVE
+    )
+    dunning_stage: Mapped[DunningStage | None] = mapped_column(enum_column(DunningStage))
+    dunning_since: Mapped[date | None] = mapped_column(Date)
+    workflow_id: Mapped[str] = mapped_column(String(200), unique=True)
+    last_failure: Mapped[str | None] = mapped_column(Text)
+    ended_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DunningPolicy(Timestamped, Base):
+    """Per organisation: the last day (after the failed renewal) of each dunning stage; termination follows
+    the suspension's last day. No row: the defaults (retry 1–3, second attempt 4–7, suspension 8–14, 15)."""
+
+    __tablename__ = "dunning_policies"
+    __table_args__ = (
+        CheckConstraint(
+            "retry_until_day >= 1 AND second_attempt_until_day > retry_until_day "
+            "AND suspension_until_day > second_attempt_until_day",
+            name="stages_in_order",
+        ),
+    )
+
+    org_id: Mapped[str] = mapped_column(String(32), ForeignKey("organisations.id"), primary_key=True)
+    retry_until_day: Mapped[int] = mapped_column(Integer, default=3)
+    second_attempt_until_day: Mapped[int] = mapped_column(Integer, default=7)
+    suspension_until_day: Mapped[int] = mapped_column(Integer, default=14)

@@ -138,6 +138,14 @@ class Money:
 
     __rmul__ = __mul__
 
+    def share(self, part: int, whole: int) -> Money:
+        """This amount × part / whole, rounded half up to the cent (ties away from zero, so the share of −x is
+        exactly −(share of x)): e.g. a purchase price in the proportion of what was sold of its sale price."""
+        if not (_is_int(part) and _is_int(whole)) or whole <= 0:
+            raise InvalidAmount("whole", "proportion entière de dénominateur positif attendue")
+        shared = (Decimal(self.amount_minor) * part / whole).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+        return Money(int(shared), self.currency)
+
     def __neg__(self) -> Money:
         return Money(-self.amount_minor, self.currency)
 
@@ -184,6 +192,14 @@ class Money:
             raise InvalidAmount("rate_bp", "taux en points de base entier positif attendu")
         tax = (Decimal(self.amount_minor) * rate_bp / 10_000).quantize(Decimal(1), rounding=ROUND_HALF_UP)
         return Money(int(tax), self.currency)
+
+    def included_vat(self, rate_bp: int = DEFAULT_VAT_RATE_BP) -> Money:
+        """The VAT inside this amount taken as gross (TTC): gross − round(gross / (1 + rate)), half up on the
+        net, so the VAT of −x is exactly −(VAT of x)."""
+        if not _is_int(rate_bp) or rate_bp < 0:
+            raise InvalidAmount("rate_bp", "taux en points de base entier positif attendu")
+        net = (Decimal(self.amount_minor) * 10_000 / (10_000 + rate_bp)).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+        return Money(self.amount_minor - int(net), self.currency)
 
     def with_vat(self, rate_bp: int = DEFAULT_VAT_RATE_BP) -> Money:
         """Gross amount (TTC) = net + `vat(rate_bp)`."""

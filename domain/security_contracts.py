@@ -49,6 +49,9 @@ class WebhookDeliveryInput(_Contract):
     endpoint_id: str
     event_id: str
     retry_initial_s: float = 30.0
+    # A redelivery numbers its attempts after those already logged (the log is unique per number) and
+    # sends again even if an earlier run delivered.
+    attempt_offset: int = 0
 
 
 class WebhookAttemptResult(_Contract):

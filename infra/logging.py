@@ -34,9 +34,18 @@ def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMap
     return event_dict
 
 
+# Libraries that log every request or rendering step at INFO: one line per HTTP call (httpx, Stripe's SDK) or
+# seven per invoice PDF (WeasyPrint), about 18 lines per top-up for the worker to format and write. Their
+# warnings and errors still show; SIMFLOW_LOG_LEVEL=DEBUG shows everything.
+CHATTY_LOGGERS = ("httpx", "httpcore", "stripe", "weasyprint", "fontTools")
+
+
 def configure_logging(level: str | None = None) -> None:
     level_name = (level or os.environ.get("SIMFLOW_LOG_LEVEL", "INFO")).upper()
     logging.basicConfig(level=level_name, format="%(message)s")
+    numeric = logging.getLevelName(level_name)
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if numeric < logging.INFO else max(logging.WARNING, numeric))
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if os.environ.get("SIMFLOW_LOG_JSON") == "1"

@@ -142,6 +142,33 @@ def simulator_process(
     )
 
 
+def smtp_sink_process(port: int, smtp_port: int, log_dir: Path | None = None) -> ManagedProcess:
+    """The development mail sink: SMTP on `smtp_port`, its page on `port` (simulators/smtp_sink.py)."""
+    return simulator_process("smtp_sink", port, env={"SMTP_SINK_SMTP_PORT": str(smtp_port)}, log_dir=log_dir)
+
+
+def ftp_server_process(
+    port: int,
+    root: Path,
+    username: str,
+    password: str,
+    *,
+    permissions: str | None = None,
+    log_dir: Path | None = None,
+) -> ManagedProcess:
+    """The development FTP server of the file drops (simulators/ftp_server.py), serving `root`."""
+    env = {"FTP_SERVER_USER": username, "FTP_SERVER_PASSWORD": password}
+    if permissions is not None:
+        env["FTP_SERVER_PERMISSIONS"] = permissions
+    return ManagedProcess(
+        name="ftp",
+        args=[sys.executable, "-m", "simulators.ftp_server", "--port", str(port), "--root", str(root)],
+        ready=tcp_ready("127.0.0.1", port),
+        env=env,
+        log_path=(log_dir / "ftp.log") if log_dir else None,
+    )
+
+
 def localstripe_process(port: int, log_dir: Path | None = None) -> ManagedProcess:
     return ManagedProcess(
         name="localstripe",

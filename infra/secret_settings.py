@@ -50,6 +50,10 @@ WORKER_SECRETS: tuple[SecretSetting, ...] = (
 # The first platform admin's password, used by the API only; 12 characters like every staff password.
 API_SECRETS: tuple[SecretSetting, ...] = (*WORKER_SECRETS, SecretSetting("bootstrap_admin_password", 12))
 SECRETS_BY_PROCESS: dict[str, tuple[SecretSetting, ...]] = {"api": API_SECRETS, "worker": WORKER_SECRETS}
+# Credentials of servers the development stack runs itself (the FTP of the file drops): generated with the others
+# for `simflow dev` and the drills, but not required at start (in production they are the operator's servers').
+DEVELOPMENT_SERVER_SECRETS: tuple[SecretSetting, ...] = (SecretSetting("ftp_password", 32),)
+GENERATED_SECRETS = (*API_SECRETS, *DEVELOPMENT_SERVER_SECRETS)
 
 # Values infra/settings.py shipped as defaults: public for good (repository history, released images).
 FORMER_DEFAULTS = frozenset(
@@ -153,7 +157,7 @@ def development_secrets(var_dir: Path) -> dict[str, str]:
     if not isinstance(stored, dict):
         stored = {}
     changed = False
-    for secret in API_SECRETS:
+    for secret in GENERATED_SECRETS:
         value = stored.get(secret.field)
         if not isinstance(value, str) or _problem(secret, value) is not None:
             stored[secret.field] = _generate(secret)
@@ -166,7 +170,7 @@ def development_secrets(var_dir: Path) -> dict[str, str]:
             json.dump(stored, out, indent=2)
         os.chmod(partial, 0o600)
         os.replace(partial, path)
-    return {secret.field: stored[secret.field] for secret in API_SECRETS}
+    return {secret.field: stored[secret.field] for secret in GENERATED_SECRETS}
 
 
 def _generate(secret: SecretSetting) -> str:
@@ -186,4 +190,4 @@ def with_development_secrets(settings: Settings, var_dir: Path) -> Settings:
 def with_generated_secrets(settings: Settings) -> Settings:
     """`settings` with fresh random secrets, for a scratch stack (drills, benchmark): its API and workers never
     run with a published default, and nothing is kept on disk."""
-    return settings.model_copy(update={secret.field: SecretStr(_generate(secret)) for secret in API_SECRETS})
+    return settings.model_copy(update={secret.field: SecretStr(_generate(secret)) for secret in GENERATED_SECRETS})

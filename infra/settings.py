@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
@@ -66,6 +66,10 @@ DEFAULT_PORTS = {
     "ocs": 8103,
     "stripe_proxy": 8104,
     "localstripe": 8420,
+    "smtp_sink": 8105,  # the development mail sink's page (GET /, GET /messages)
+    "smtp": 8025,  # … and its SMTP port
+    "sms": 8106,
+    "ftp": 8021,  # the development FTP server of the operator's file drops (pyftpdlib)
 }
 
 
@@ -91,6 +95,9 @@ class Settings(BaseSettings):
     # (README, docker-compose.yml) multiplies it by the replica counts.
     db_pool_size: int = 10
     db_max_overflow: int = 10
+    # The migration one-shot (`python -m infra.migrate`) waits this long for the database, with backoff, then
+    # fails with exit code 2 and the reason.
+    migrate_wait_s: float = 120.0
 
     temporal_address: str = Field(
         default=f"127.0.0.1:{DEFAULT_PORTS['temporal']}",
@@ -117,6 +124,11 @@ class Settings(BaseSettings):
     stripe_api_base: str = f"http://127.0.0.1:{DEFAULT_PORTS['stripe_proxy']}"
     stripe_secret_key: SecretStr = SecretStr("sk_test_simflow")
     stripe_webhook_secret: SecretStr = SecretStr("")
+    # Stripe.js as the portal's card form loads it, and the publishable key it is given. Production: Stripe's
+    # own script. Development and tests: localstripe's stand-in (`{localstripe}/js.stripe.com/v3/`), which
+    # confirms SetupIntents against that localstripe.
+    stripe_js_url: str = "https://js.stripe.com/v3/"
+    stripe_publishable_key: str = "pk_test_simflow"
     http_timeout_s: float = 10.0
 
     jwt_secret: SecretStr = SecretStr("")
@@ -156,6 +168,35 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = 5.0
     webhook_retry_initial_s: float = 30.0
 
+    # --- Outgoing mail and SMS (the outbox relay, workflows/outbox_relay.py) ---
+    # SMTP server the relay sends through: the development sink by default (`simflow dev`, tests).
+    # `smtp_security`: "none", "starttls" (STARTTLS after connecting, port 587) or "tls" (implicit TLS, 465).
+    # The password is a secret: `SIMFLOW_SMTP_PASSWORD_FILE` in production.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = DEFAULT_PORTS["smtp"]
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_timeout_s: float = 30.0
+    # The From of every mail; its domain also names the stable Message-ID of each outbox row.
+    mail_sender: str = "simflow <no-reply@simflow.local>"
+    sms_gateway_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['sms']}"
+    sms_sender: str = "SIMFLOW"
+    # The relay sends at most `outbox_batch_size` rows per pass and waits `outbox_poll_s` when nothing is left;
+    # a claimed row is reserved for `outbox_lease_s` (longer than one send), then another relay may take it.
+    outbox_poll_s: float = 5.0
+    outbox_batch_size: int = 50
+    outbox_lease_s: int = 300
+
+    # --- The operator FTP of the integrators' file drops (seed 002 §8: AccountStatus, CDRs, SIM orders) ---
+    # `simflow dev` and the tests run a local pyftpdlib server with a generated password. The password is a secret:
+    # `SIMFLOW_FTP_PASSWORD_FILE` in production.
+    ftp_host: str = "127.0.0.1"
+    ftp_port: int = DEFAULT_PORTS["ftp"]
+    ftp_username: str = "simflow"
+    ftp_password: SecretStr = SecretStr("")
+    ftp_timeout_s: float = 30.0
+
     snaic_callback_sla_s: int = 900
     # How long a top-up's charge (card, or CFAST on account) is retried under its key when its outcome is unknown.
     topup_charge_window_s: int = 600
@@ -163,6 +204,7 @@ class Settings(BaseSettings):
     auto_topup_scan_s: int = 300
     # How often the OCS is read for the first usage of SIMs `ready_for_activation` (`first-usage-scan`).
     first_usage_scan_s: int = 900
+    renewal_reconcile_s: int = 86400  # the renewal reconciler's Schedule: daily
     # A poller long-polls for up to 60 s, so its last access can be that old while it is alive.
     worker_heartbeat_stale_s: int = 90
     # The health report (`GET /api/v1/health`) is reused for this long: no round of checks per request.
@@ -182,6 +224,16 @@ class Settings(BaseSettings):
     # `simflow api` (uvicorn --timeout-graceful-shutdown): in-flight requests finish, a recharge waits up to
     # `topup_submit_timeout_s` for its payment outcome.
     api_graceful_shutdown_s: int = 35
+
+    # --- Integrator onboarding (workflows/onboarding.py, seed 002) ---
+    # Platform staff mailbox for reminders of staff steps, the platform SLA alert and transfers to refund.
+    onboarding_staff_email: str = "onboarding@simflow.local"
+    onboarding_reminder_after_s: int = 3 * 24 * 3600
+    onboarding_max_reminders: int = 3
+    onboarding_platform_sla_s: int = 14 * 24 * 3600
+    onboarding_sim_batch_size: int = 10
+    # How long the first-login link of the integrator's staff invitation stays valid.
+    onboarding_invitation_ttl_s: int = 7 * 24 * 3600
 
     def msisdn_hash(self, msisdn: str | None) -> str | None:
         """The `MsisdnHash` search attribute of a line number (keyed by `secrets_key`), None without a number."""

@@ -1,8 +1,8 @@
 """The whole system as child processes: Temporal dev server, localstripe and its fault proxy, the CFAST,
-SNAIC and OCS simulators, the worker and the API. Used by `simflow dev` (fixed ports, persistent
-files) and by the crash drill and benchmark (free ports, a scratch folder). Its secrets are generated
-once per var/ directory (infra/secret_settings.py) and passed to the worker, the API and the SNAIC
-simulator."""
+SNAIC, OCS and SMS-gateway simulators, the mail sink, the FTP server of the file drops, the worker and the API.
+Used by `simflow dev` (fixed ports, persistent files) and by the crash drill and benchmark (free ports, a scratch
+folder). Its secrets are generated once per var/ directory (infra/secret_settings.py) and passed to the worker, the
+API, the SNAIC simulator and the FTP server."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from infra.processes import (
     ROOT,
     ManagedProcess,
     free_port,
+    ftp_server_process,
     http_ready,
     localstripe_process,
     simulator_process,
+    smtp_sink_process,
     temporal_dev_server_process,
 )
 from infra.secret_settings import API_SECRETS, with_development_secrets
@@ -69,6 +71,12 @@ class Stack:
                 "snaic_url": self.url("snaic"),
                 "ocs_url": f"{self.url('ocs')}/jsonrpc",
                 "stripe_api_base": self.url("stripe_proxy"),
+                "smtp_host": "127.0.0.1",
+                "smtp_port": self.ports["smtp"],
+                "sms_gateway_url": self.url("sms"),
+                "ftp_host": "127.0.0.1",
+                "ftp_port": self.ports["ftp"],
+                "stripe_js_url": f"{self.url('localstripe')}/js.stripe.com/v3/",
             }
         )
 
@@ -85,6 +93,14 @@ class Stack:
             "SIMFLOW_SNAIC_URL": settings.snaic_url,
             "SIMFLOW_OCS_URL": settings.ocs_url,
             "SIMFLOW_STRIPE_API_BASE": settings.stripe_api_base,
+            "SIMFLOW_SMTP_HOST": settings.smtp_host,
+            "SIMFLOW_SMTP_PORT": str(settings.smtp_port),
+            "SIMFLOW_SMS_GATEWAY_URL": settings.sms_gateway_url,
+            "SIMFLOW_FTP_HOST": settings.ftp_host,
+            "SIMFLOW_FTP_PORT": str(settings.ftp_port),
+            "SIMFLOW_FTP_USERNAME": settings.ftp_username,
+            "SIMFLOW_FTP_PASSWORD": settings.ftp_password.get_secret_value(),
+            "SIMFLOW_STRIPE_JS_URL": settings.stripe_js_url,
             "SIMFLOW_BOOTSTRAP_ADMIN_EMAIL": settings.bootstrap_admin_email,
             "SIMFLOW_STRIPE_SECRET_KEY": settings.stripe_secret_key.get_secret_value(),
             "SIMFLOW_SNAIC_CALLBACK_SLA_S": str(settings.snaic_callback_sla_s),
@@ -109,6 +125,15 @@ class Stack:
                 "stripe_proxy",
                 self.ports["stripe_proxy"],
                 env={"STRIPE_PROXY_UPSTREAM": self.url("localstripe")},
+                log_dir=self.logs,
+            ),
+            simulator_process("sms", self.ports["sms"], log_dir=self.logs),
+            smtp_sink_process(self.ports["smtp_sink"], self.ports["smtp"], log_dir=self.logs),
+            ftp_server_process(
+                self.ports["ftp"],
+                self.var_dir / "ftp",
+                settings.ftp_username,
+                settings.ftp_password.get_secret_value(),
                 log_dir=self.logs,
             ),
         ]

@@ -4,6 +4,10 @@ Built on the official SDK (`stripe.StripeClient`, async methods) with the SDK's 
 retries, and every mutating call carries an idempotency key derived from the step's key, so a retry
 after a lost answer gets Stripe's stored answer instead of a second charge.
 
+Stripe per organisation: every call takes `account`, the organisation's connected account (`acct_…`),
+sent as the `Stripe-Account` header with the platform's key, so its customers, cards, charges and refunds
+live in that account; None is the platform's own account.
+
 Error mapping (once, here): `CardError` → `PaymentDeclinedError`; `IdempotencyError` → `ConflictError`;
 `InvalidRequestError` → `RejectedError` (`NotFoundError` on 404); authentication/permission →
 `RejectedError`; connection failures, timeouts, rate limits and 5xx → `TransientError`.
@@ -18,7 +22,7 @@ import httpx
 import stripe
 from pydantic import BaseModel, ConfigDict
 
-from integrations.errors import ConflictError, NotFoundError, RejectedError, TransientError
+from integrations.errors import ConflictError, DeclinedError, NotFoundError, RejectedError, TransientError
 
 SYSTEM: Final = "stripe"
 
@@ -27,7 +31,7 @@ SYSTEM: Final = "stripe"
 TEST_CARD_EXPIRY: Final = {"exp_month": 12, "exp_year": 2034, "cvc": "123"}
 
 
-class PaymentDeclinedError(RejectedError):
+class PaymentDeclinedError(DeclinedError):
     """The card was declined (or needs the cardholder, impossible off-session)."""
 
     def __init__(
@@ -65,6 +69,16 @@ class SavedCard(BaseModel):
     last4: str | None = None
     exp_month: int | None = None
     exp_year: int | None = None
+
+
+class SetupIntentResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    setup_intent_id: str
+    status: str  # requires_payment_method | requires_action | succeeded | canceled | …
+    customer_id: str | None
+    payment_method_id: str | None
+    client_secret: str | None = None
 
 
 class PaymentResult(BaseModel):
@@ -125,12 +139,19 @@ class StripeGateway:
     # -- customers and cards ----------------------------------------------------------------------
 
     async def ensure_customer(
-        self, email: str, name: str | None, metadata: Mapping[str, str], idempotency_key: str
+        self,
+        email: str,
+        name: str | None,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+        account: str | None = None,
     ) -> Customer:
         """The customer with this email whose metadata holds all of `metadata` (e.g. our org id), else a
         new one created under `idempotency_key`, so concurrent or retried calls make one customer."""
         try:
-            found = await self._client.v1.customers.list_async(params={"email": email, "limit": 100})
+            found = await self._client.v1.customers.list_async(
+                params={"email": email, "limit": 100}, options=_options(account)
+            )
             for candidate in found.data:
                 held: dict[str, Any] = candidate.metadata.to_dict() if candidate.metadata else {}
                 if all(held.get(k) == v for k, v in metadata.items()):
@@ -140,13 +161,78 @@ class StripeGateway:
                 params["name"] = name
             created = await self._client.v1.customers.create_async(
                 params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": idempotency_key},
+                options=_options(account, idempotency_key),
             )
         except stripe.StripeError as exc:
             _raise_mapped(exc)
         return _customer(created)
 
-    async def attach_card(self, customer_id: str, card: str, idempotency_key: str) -> SavedCard:
+    async def create_customer(
+        self,
+        name: str,
+        email: str | None,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+        account: str | None = None,
+    ) -> Customer:
+        """A new customer; the key comes from the owner (company or end user), so a retried or concurrent
+        call makes one customer."""
+        params: dict[str, Any] = {"name": name, "metadata": dict(metadata)}
+        if email:
+            params["email"] = email
+        try:
+            created = await self._client.v1.customers.create_async(
+                params=params,  # type: ignore[arg-type]
+                options=_options(account, idempotency_key),
+            )
+        except stripe.StripeError as exc:
+            _raise_mapped(exc)
+        return _customer(created)
+
+    async def create_setup_intent(
+        self, customer_id: str, metadata: Mapping[str, str], account: str | None = None
+    ) -> SetupIntentResult:
+        """A SetupIntent to save a card for later off-session charges; the browser confirms it with
+        Stripe.js and its `client_secret`. Moves no money: a new one per form, no idempotency key."""
+        try:
+            intent = await self._client.v1.setup_intents.create_async(
+                params={
+                    "customer": customer_id,
+                    "usage": "off_session",
+                    "payment_method_types": ["card"],
+                    "metadata": dict(metadata),
+                },  # type: ignore[arg-type]
+                options=_options(account),
+            )
+        except stripe.StripeError as exc:
+            _raise_mapped(exc)
+        return _setup_intent(intent, with_secret=True)
+
+    async def retrieve_setup_intent(self, setup_intent_id: str, account: str | None = None) -> SetupIntentResult:
+        try:
+            intent = await self._client.v1.setup_intents.retrieve_async(setup_intent_id, options=_options(account))
+        except stripe.StripeError as exc:
+            _raise_mapped(exc)
+        return _setup_intent(intent)
+
+    async def retrieve_card(self, payment_method_id: str, account: str | None = None) -> SavedCard:
+        """The card and the customer it is attached to (`customer_id` empty when attached to none)."""
+        try:
+            method = await self._client.v1.payment_methods.retrieve_async(payment_method_id, options=_options(account))
+        except stripe.StripeError as exc:
+            _raise_mapped(exc)
+        return _saved_card(method, _object_id(_field(method, "customer")) or "")
+
+    async def detach_card(self, payment_method_id: str, account: str | None = None) -> None:
+        """Removes the card from its customer: it can no longer be charged."""
+        try:
+            await self._client.v1.payment_methods.detach_async(payment_method_id, options=_options(account))
+        except stripe.StripeError as exc:
+            _raise_mapped(exc)
+
+    async def attach_card(
+        self, customer_id: str, card: str, idempotency_key: str, account: str | None = None
+    ) -> SavedCard:
         """Saves a card on the customer. `card` is a PaymentMethod id or test token (`pm_card_visa`,
         `pm_card_chargeCustomerFail`), or a test card number made into a PaymentMethod first.
         A card refused at attach raises PaymentDeclinedError (no PaymentIntent)."""
@@ -156,25 +242,17 @@ class StripeGateway:
                 number = card.replace(" ", "")
                 created = await self._client.v1.payment_methods.create_async(
                     params={"type": "card", "card": {"number": number, **TEST_CARD_EXPIRY}},  # type: ignore[arg-type]
-                    options={"idempotency_key": f"{idempotency_key}:create"},
+                    options=_options(account, f"{idempotency_key}:create"),
                 )
                 payment_method_id = created.id
             attached = await self._client.v1.payment_methods.attach_async(
                 payment_method_id,
                 params={"customer": customer_id},
-                options={"idempotency_key": f"{idempotency_key}:attach"},
+                options=_options(account, f"{idempotency_key}:attach"),
             )
         except stripe.StripeError as exc:
             _raise_mapped(exc)
-        details = _field(attached, "card")
-        return SavedCard(
-            payment_method_id=attached.id,
-            customer_id=customer_id,
-            brand=_field(details, "brand"),
-            last4=_field(details, "last4"),
-            exp_month=_field(details, "exp_month"),
-            exp_year=_field(details, "exp_year"),
-        )
+        return _saved_card(attached, customer_id)
 
     # -- payments ---------------------------------------------------------------------------------
 
@@ -186,6 +264,7 @@ class StripeGateway:
         currency: str,
         idempotency_key: str,
         metadata: Mapping[str, str] | None = None,
+        account: str | None = None,
     ) -> PaymentResult:
         """Charges a saved card without the cardholder: create the PaymentIntent (key `{k}:create`),
         then confirm it off-session (key `{k}:confirm`). Two steps so a decline still names the
@@ -194,13 +273,13 @@ class StripeGateway:
         payment_intent_id: str | None = None
         try:
             created = await self._create_intent(
-                customer_id, payment_method_id, amount_minor, currency, idempotency_key, metadata
+                customer_id, payment_method_id, amount_minor, currency, idempotency_key, metadata, account
             )
             payment_intent_id = created.id
             intent = await self._client.v1.payment_intents.confirm_async(
                 created.id,
                 params={"off_session": True},
-                options={"idempotency_key": f"{idempotency_key}:confirm"},
+                options=_options(account, f"{idempotency_key}:confirm"),
             )
         except stripe.StripeError as exc:
             _raise_mapped(exc, payment_intent_id=payment_intent_id)
@@ -227,6 +306,7 @@ class StripeGateway:
         currency: str,
         idempotency_key: str,
         metadata: Mapping[str, str] | None,
+        account: str | None,
     ) -> stripe.PaymentIntent:
         return await self._client.v1.payment_intents.create_async(
             params={
@@ -236,23 +316,28 @@ class StripeGateway:
                 "payment_method": payment_method_id,
                 "metadata": dict(metadata or {}),
             },
-            options={"idempotency_key": f"{idempotency_key}:create"},
+            options=_options(account, f"{idempotency_key}:create"),
         )
 
-    async def find_charge(self, customer_id: str, topup_id: str) -> PaymentResult | None:
-        """The succeeded charge of a top-up, found among the customer's PaymentIntents by the `topup_id`
-        in their metadata (what `charge_off_session` sets). None only when the listing shows that none of
-        them succeeded; one still `processing` raises TransientError (ask again later). Never replays the
-        create: once Stripe has forgotten the key (24 h), that would make a new, unconfirmed PaymentIntent
-        and hide the charge."""
+    async def find_charge(
+        self, customer_id: str, topup_id: str, account: str | None = None, *, metadata_key: str = "topup_id"
+    ) -> PaymentResult | None:
+        """The succeeded charge of a top-up (or of what `metadata_key` names: `wallet_funding_id`), found
+        among the customer's PaymentIntents by that id in their metadata (what `charge_off_session` sets).
+        None only when the listing shows that none of them succeeded; one still `processing` raises
+        TransientError (ask again later). Never replays the create: once Stripe has forgotten the key
+        (24 h), that would make a new, unconfirmed PaymentIntent and hide the charge."""
         pending: str | None = None
         try:
             params: dict[str, Any] = {"customer": customer_id, "limit": 100}
             while True:
-                page = await self._client.v1.payment_intents.list_async(params=params)  # type: ignore[arg-type]
+                page = await self._client.v1.payment_intents.list_async(
+                    params=params,  # type: ignore[arg-type]
+                    options=_options(account),
+                )
                 for intent in page.data:
                     held: dict[str, Any] = intent.metadata.to_dict() if intent.metadata else {}
-                    if held.get("topup_id") != topup_id:
+                    if held.get(metadata_key) != topup_id:
                         continue
                     if intent.status == "succeeded":
                         return _payment_result(intent)
@@ -267,14 +352,16 @@ class StripeGateway:
             raise TransientError(SYSTEM, "payment_processing", f"payment {pending} of top-up {topup_id} is processing")
         return None
 
-    async def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentResult:
+    async def retrieve_payment_intent(self, payment_intent_id: str, account: str | None = None) -> PaymentResult:
         try:
-            intent = await self._client.v1.payment_intents.retrieve_async(payment_intent_id)
+            intent = await self._client.v1.payment_intents.retrieve_async(payment_intent_id, options=_options(account))
         except stripe.StripeError as exc:
             _raise_mapped(exc, payment_intent_id=payment_intent_id)
         return _payment_result(intent)
 
-    async def refund(self, payment_intent_id: str, amount_minor: int | None, idempotency_key: str) -> RefundResult:
+    async def refund(
+        self, payment_intent_id: str, amount_minor: int | None, idempotency_key: str, account: str | None = None
+    ) -> RefundResult:
         """Refunds a PaymentIntent, fully when `amount_minor` is None."""
         params: dict[str, Any] = {"payment_intent": payment_intent_id}
         if amount_minor is not None:
@@ -282,7 +369,7 @@ class StripeGateway:
         try:
             refund = await self._client.v1.refunds.create_async(
                 params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": idempotency_key},
+                options=_options(account, idempotency_key),
             )
         except stripe.StripeError as exc:
             _raise_mapped(exc, payment_intent_id=payment_intent_id)
@@ -317,6 +404,16 @@ class StripeGateway:
             raise WebhookSignatureError(SYSTEM, "invalid_payload", str(exc), status_code=400) from exc
 
 
+def _options(account: str | None, idempotency_key: str | None = None) -> Any:
+    """Per-request options: the organisation's connected account, the idempotency key."""
+    options: dict[str, str] = {}
+    if account:
+        options["stripe_account"] = account
+    if idempotency_key:
+        options["idempotency_key"] = idempotency_key
+    return options
+
+
 # -- mapping --------------------------------------------------------------------------------------
 
 
@@ -333,6 +430,28 @@ def _object_id(value: Any) -> str | None:
 
 def _customer(obj: stripe.Customer) -> Customer:
     return Customer(customer_id=obj.id, email=_field(obj, "email"), name=_field(obj, "name"))
+
+
+def _saved_card(method: Any, customer_id: str) -> SavedCard:
+    details = _field(method, "card")
+    return SavedCard(
+        payment_method_id=method.id,
+        customer_id=customer_id,
+        brand=_field(details, "brand"),
+        last4=_field(details, "last4"),
+        exp_month=_field(details, "exp_month"),
+        exp_year=_field(details, "exp_year"),
+    )
+
+
+def _setup_intent(intent: Any, *, with_secret: bool = False) -> SetupIntentResult:
+    return SetupIntentResult(
+        setup_intent_id=intent.id,
+        status=str(intent.status),
+        customer_id=_object_id(_field(intent, "customer")),
+        payment_method_id=_object_id(_field(intent, "payment_method")),
+        client_secret=_field(intent, "client_secret") if with_secret else None,
+    )
 
 
 def _payment_result(intent: stripe.PaymentIntent) -> PaymentResult:

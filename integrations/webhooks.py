@@ -34,6 +34,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 class TargetRejected(RejectedError):
     """The URL is not an acceptable webhook target (scheme, credentials, private address…)."""
 
+    kind = "target_rejected"
+
     def __init__(self, message: str) -> None:
         super().__init__(SYSTEM, "target_rejected", message)
 

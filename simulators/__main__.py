@@ -7,7 +7,7 @@ import importlib
 
 import uvicorn
 
-SIMULATORS = ("cfast", "snaic", "ocs", "stripe_proxy")
+SIMULATORS = ("cfast", "snaic", "ocs", "stripe_proxy", "sms", "smtp_sink")
 
 
 def main() -> None:

@@ -7,8 +7,13 @@ localstripe ignores `Idempotency-Key`, so the proxy does what Stripe does
 (docs.stripe.com/api/idempotent_requests): for a POST with a key, the first answer (status and body,
 errors included) is stored for 24 h and replayed with `Idempotent-Replayed: true`; the same key with
 other parameters, or on another endpoint, is a 400 `idempotency_error`; requests with one key are
-serialised, so ten concurrent creates make one object. Keys are scoped by API key, as Stripe scopes them
-by account. Upstream 5xx answers are not stored (nothing ran to completion), so a retry runs again.
+serialised, so ten concurrent creates make one object. Keys are scoped by API key and `Stripe-Account`
+header, as Stripe scopes them by account. Upstream 5xx answers are not stored (nothing ran to completion),
+so a retry runs again.
+
+localstripe has no Stripe Connect: it ignores the `Stripe-Account` header and keeps one store for every
+key. The call record keeps the header as `_stripe_account` (absent: the platform's own account), so tests
+see which account each request was sent to.
 
 Fault ops are named from method and path: `POST /v1/payment_intents` → `create_payment_intent`,
 `POST /v1/payment_intents/{id}/confirm` → `confirm_payment_intent`, `GET /v1/refunds/{id}` →
@@ -168,7 +173,8 @@ def _recorded(params: list[tuple[str, str]]) -> dict[str, Any]:
 
 
 def _api_key_scope(request: Request) -> str:
-    return hashlib.sha256(request.headers.get("authorization", "").encode()).hexdigest()[:16]
+    scope = f"{request.headers.get('authorization', '')}|{request.headers.get('stripe-account', '')}"
+    return hashlib.sha256(scope.encode()).hexdigest()[:16]
 
 
 def _forward_body(path: str, body: bytes, params: list[tuple[str, str]]) -> bytes:
@@ -266,6 +272,8 @@ def create_app(upstream: str | None = None) -> FastAPI:
         body = await request.body()
         params = _form_params(body) if method == "POST" else list(request.query_params.multi_items())
         recorded = _recorded(params)
+        if request.headers.get("stripe-account"):
+            recorded["_stripe_account"] = request.headers["stripe-account"]
         key = request.headers.get("idempotency-key") if method == "POST" else None
 
         fault = await sim.apply_fault(op)

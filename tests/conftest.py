@@ -7,6 +7,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +17,15 @@ import pytest_asyncio
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from infra.processes import ManagedProcess, free_port, localstripe_process, simulator_process, venv_bin
+from infra.processes import (
+    ManagedProcess,
+    free_port,
+    ftp_server_process,
+    localstripe_process,
+    simulator_process,
+    smtp_sink_process,
+    venv_bin,
+)
 from infra.settings import Settings
 
 LOG_DIR = Path(os.environ.get("SIMFLOW_TEST_LOG_DIR", Path(__file__).resolve().parent.parent / "var" / "test-logs"))
@@ -80,6 +89,53 @@ def stripe_url(localstripe_url: str) -> Iterator[str]:
     proc.stop()
 
 
+@pytest.fixture(scope="session")
+def sms_url() -> Iterator[str]:
+    port = free_port()
+    proc = _start(simulator_process("sms", port, log_dir=LOG_DIR))
+    yield f"http://127.0.0.1:{port}"
+    proc.stop()
+
+
+class SmtpSink:
+    """The mail sink of the session: SMTP on `smtp_port`, the messages it received at `url`/messages."""
+
+    def __init__(self, url: str, smtp_port: int) -> None:
+        self.url = url
+        self.smtp_port = smtp_port
+
+    def messages(self, to: str | None = None) -> list[dict[str, object]]:
+        response = httpx.get(f"{self.url}/messages", params={"to": to} if to else None, timeout=5)
+        response.raise_for_status()
+        return list(response.json())
+
+
+@pytest.fixture(scope="session")
+def smtp_sink() -> Iterator[SmtpSink]:
+    port, smtp_port = free_port(), free_port()
+    proc = _start(smtp_sink_process(port, smtp_port, log_dir=LOG_DIR))
+    yield SmtpSink(f"http://127.0.0.1:{port}", smtp_port)
+    proc.stop()
+
+
+@dataclass(frozen=True)
+class FtpServer:
+    """The operator FTP of the session (pyftpdlib): its account, and the folder it serves (`root`)."""
+
+    port: int
+    username: str
+    password: str
+    root: Path
+
+
+@pytest.fixture(scope="session")
+def ftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
+    server = FtpServer(free_port(), "simflow", secrets.token_urlsafe(24), tmp_path_factory.mktemp("ftp"))
+    proc = _start(ftp_server_process(server.port, server.root, server.username, server.password, log_dir=LOG_DIR))
+    yield server
+    proc.stop()
+
+
 def reset_simulator(base_url: str) -> None:
     httpx.post(f"{base_url}/_sim/reset", timeout=5).raise_for_status()
 
@@ -89,6 +145,22 @@ def reset_simulator(base_url: str) -> None:
 
 def _backend() -> str:
     return os.environ.get("SIMFLOW_TEST_BACKEND", "sqlite")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PostgreSQL pass repeats what the database backend can change: the tests on the session database
+    (`database_url`) and those that choose their database themselves (marker `each_backend`). The others
+    (pure domain, workflow logic on fakes, replays) already ran in the SQLite pass."""
+    if _backend() != "postgres":
+        return
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        on_database = "database_url" in getattr(item, "fixturenames", ()) or item.get_closest_marker("each_backend")
+        (kept if on_database else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def _create_postgres_database(base_url: str) -> str:
@@ -146,9 +218,8 @@ def migrate(db_url: str) -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated, empty database for the session: SQLite by default, PostgreSQL with SIMFLOW_TEST_BACKEND=postgres."""
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated, empty database: SQLite by default, PostgreSQL with SIMFLOW_TEST_BACKEND=postgres (dropped after)."""
     if _backend() == "postgres":
         base = os.environ.get("SIMFLOW_TEST_POSTGRES_URL")
         if not base:
@@ -161,6 +232,12 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'simflow.db'}"
         migrate(url)
         yield url
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's database."""
+    yield from migrated_database(tmp_path_factory)
 
 
 # --- Temporal dev server, worker and API (shared by tests/e2e and tests/api) ---------------------
@@ -200,7 +277,15 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture(scope="session")
 def settings(
-    database_url: str, temporal_env: WorkflowEnvironment, cfast_url: str, snaic_url: str, ocs_url: str, stripe_url: str
+    database_url: str,
+    temporal_env: WorkflowEnvironment,
+    cfast_url: str,
+    snaic_url: str,
+    ocs_url: str,
+    stripe_url: str,
+    sms_url: str,
+    smtp_sink: SmtpSink,
+    ftp_server: FtpServer,
 ) -> Settings:
     return Settings(
         database_url=database_url,
@@ -210,6 +295,14 @@ def settings(
         snaic_url=snaic_url,
         ocs_url=ocs_url,
         stripe_api_base=stripe_url,
+        smtp_port=smtp_sink.smtp_port,
+        smtp_timeout_s=5.0,
+        sms_gateway_url=sms_url,
+        ftp_port=ftp_server.port,
+        ftp_username=ftp_server.username,
+        ftp_password=ftp_server.password,
+        ftp_timeout_s=5.0,
+        outbox_poll_s=0.5,
         bootstrap_admin_email=ADMIN_EMAIL,
         bootstrap_admin_password=ADMIN_PASSWORD,
         **TEST_SECRETS,

@@ -1,75 +1,62 @@
-"""What the line workflows share: business status with search attributes, activity calls with their named
-policies, update (MAJ) records of every external push, and waiting for an asynchronous SNAIC order
-(callback signal, polling as fallback, SLA timeout)."""
+"""What the line workflows share on top of the saga kit (`workflows/_saga.py`): business status with search
+attributes, the SNAIC callback signal, MAJ references per attempt, and staff answering a compensation that
+failed for good (`resolve_compensation`)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
     from domain.contracts import (
         SNAIC_ORDER_SIGNAL,
-        EnsureCfastBillingPoint,
-        EnsureCfastCustomer,
-        EnsureCfastSite,
+        CfastCustomerInput,
+        CfastCustomerResult,
         ExternalCallResult,
+        OcsRemoveRequest,
         SaveCfastIds,
+        SnaicOrderPoll,
         SnaicOrderUpdate,
-        UpdateRecordInput,
     )
-    from domain.enums import ExternalSystem, MajStatus
-    from domain.lifecycle_contracts import ActivationContext, SnaicOrderPlaced, SnaicOrderQuery
-    from workflows import _policies as policies
+    from domain.enums import SNAIC_SETTLED_ORDER_STATUSES, BusinessStatus, ExternalSystem, SnaicOrderStatus
+    from domain.errors import ErrorCode
+    from domain.lifecycle_contracts import (
+        ActivationContext,
+        AttentionState,
+        OcsGrant,
+        ResolveCompensation,
+        SnaicOrderPlaced,
+        SnaicOrderQuery,
+    )
+    from workflows import _saga as saga
     from workflows import activity_names as names
+    from workflows._saga import Compensation
     from workflows._search import BUSINESS_STATUS, MSISDN, MSISDN_HASH, MSISDN_HASH_PATCH
+    from workflows.cfast_customer import ACTIVATION_STEPS_BEFORE_KIT, CFAST_STEPS, ensure_cfast_hierarchy
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
-Compensation = tuple[str, Callable[[], Awaitable[None]]]
-
-
-class StepFailed(Exception):
-    """A step failed for good (supplier refusal, SLA exceeded): the saga compensates."""
-
-    def __init__(self, step: str, reason: str) -> None:
-        super().__init__(f"{step}: {reason}")
-        self.step = step
-        self.reason = reason
-
-
-def reason_of(err: BaseException) -> str:
-    """A readable reason from an activity / child / step failure (never its stack)."""
-    cause: BaseException | None = err
-    while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
-        cause = cause.cause
-    if isinstance(cause, ApplicationError):
-        return cause.message
-    if isinstance(cause, StepFailed):
-        return str(cause)
-    return str(cause or err)
-
-
-def error_type(err: BaseException) -> str | None:
-    cause: BaseException | None = err
-    while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
-        cause = cause.cause
-    return cause.type if isinstance(cause, ApplicationError) else None
+# Runs started with this patch wait for staff when a compensation fails for good (`resolve_compensation`);
+# runs started before it end `needs_attention` at once, as they did.
+COMPENSATION_WAITS_PATCH = "compensation-waits-for-staff"
+COMPENSATION_ACTIONS = ("retry", "resolved_manually")
+# Runs started with this patch call one activity per external call (`snaic.get_order`,
+# `ocs.remove_balance`) and name the CFAST steps as the CFAST customer workflow does; runs started before
+# it call the `provisioning.*` twins, still registered (docs/decisions.md).
+ONE_ACTIVITY_PER_CALL_PATCH = "one-activity-per-external-call"
 
 
 class LineSaga:
     """Base of the line workflows (not a workflow itself)."""
 
     def __init__(self) -> None:
-        self.status = "starting"
+        self.status = BusinessStatus.STARTING
         self.details = ""
         self._orders: dict[str, SnaicOrderUpdate] = {}
         self._attempts: dict[str, int] = {}
@@ -81,6 +68,10 @@ class LineSaga:
         # when a workflow id may run again (a new activation of the SIM after a failed one, a new termination
         # request after a cancelled one). Never the run id: a staff Reset must not repeat side effects.
         self._key = ""
+        self.attention: str | None = None
+        self.attention_since: datetime | None = None
+        self._awaiting_staff = False
+        self._compensation_answer: ResolveCompensation | None = None
 
     # --- messages ----------------------------------------------------------------------------------
 
@@ -93,9 +84,31 @@ class LineSaga:
     def business_status(self) -> str:
         return self.status
 
+    @workflow.query
+    def attention_state(self) -> AttentionState:
+        """Why the workflow waits for staff, and since when (none while it does not)."""
+        if not self._awaiting_staff:
+            return AttentionState(status=self.status)
+        return AttentionState(status=self.status, attention=self.attention, since=self.attention_since)
+
+    @workflow.update
+    def resolve_compensation(self, answer: ResolveCompensation) -> str:
+        """Staff answer a compensation that failed for good: retry it, or confirm it was undone by hand."""
+        self._compensation_answer = answer
+        return answer.action
+
+    @resolve_compensation.validator
+    def _validate_resolve_compensation(self, answer: ResolveCompensation) -> None:
+        if not self._awaiting_staff:
+            raise ApplicationError(
+                f"no compensation waits for staff ({self.status})", type=ErrorCode.RESOLUTION_NOT_AWAITED
+            )
+        if answer.action not in COMPENSATION_ACTIONS:
+            raise ApplicationError(f"unknown action {answer.action!r}", type=ErrorCode.RESOLUTION_UNKNOWN_ACTION)
+
     # --- helpers -----------------------------------------------------------------------------------
 
-    def _set_status(self, status: str, details: str) -> None:
+    def _set_status(self, status: BusinessStatus, details: str) -> None:
         self.status = status
         self.details = details
         workflow.upsert_search_attributes([BUSINESS_STATUS.value_set(status)])
@@ -110,28 +123,12 @@ class LineSaga:
             workflow.upsert_search_attributes([MSISDN.value_set(msisdn)])
 
     async def _db(self, activity: str, arg: object, result_type: type[T] | None = None) -> T:
-        """A database step: short, retried until the database answers. Run as a local activity: a chain
-        of them completes inside one workflow task (no server round trip each), which is what lets a bulk
-        activation of a thousand SIMs keep up."""
-        result: T = await workflow.execute_local_activity(
-            activity,
-            arg,
-            result_type=result_type,
-            start_to_close_timeout=policies.DATABASE_TIMEOUT,
-            retry_policy=policies.DATABASE_RETRY,
-        )
-        return result
+        """A database step (local activity): a bulk activation of a thousand SIMs keeps up because a chain
+        of them completes inside one workflow task."""
+        return await saga.local_step(activity, arg, result_type)
 
     async def _compensating(self, activity: str, arg: object, result_type: type[T] | None = None) -> T:
-        """A compensation: retried until it succeeds (each one is idempotent)."""
-        result: T = await workflow.execute_activity(
-            activity,
-            arg,
-            result_type=result_type,
-            start_to_close_timeout=policies.COMPENSATION_TIMEOUT,
-            retry_policy=policies.COMPENSATION_RETRY,
-        )
-        return result
+        return await saga.compensating(activity, arg, result_type)
 
     def _reference(self, step: str) -> str:
         """The MAJ reference of a step: unique per attempt, deterministic on replay."""
@@ -140,37 +137,14 @@ class LineSaga:
         base = self._key or workflow.info().workflow_id
         return f"{base}:{step}" if count == 1 else f"{base}:{step}#{count}"
 
-    async def _record(
-        self,
-        step: str,
-        system: ExternalSystem,
-        *,
-        sent: dict[str, Any] | None = None,
-        answer: dict[str, Any] | None = None,
-        ids: dict[str, Any] | None = None,
-        error: str | None = None,
-    ) -> None:
-        """One update (MAJ) record; a local activity, so the history stays short."""
-        await workflow.execute_local_activity(
-            names.RECORD_UPDATE,
-            UpdateRecordInput(
-                reference=self._reference(step),
-                org_id=self._org_id,
-                company_id=self._company_id,
-                deployment_id=self._deployment_id,
-                line_id=self._line_id,
-                workflow_id=workflow.info().workflow_id,
-                system=system,
-                operation=step,
-                status=MajStatus.ERROR if error else MajStatus.OK,
-                sent=sent or {},
-                answer=answer or {},
-                ids_obtained=ids or {},
-                error=error,
-            ),
-            start_to_close_timeout=policies.DATABASE_TIMEOUT,
-            retry_policy=policies.DATABASE_RETRY,
+    def _scope(self) -> saga.MajScope:
+        return saga.MajScope(
+            org_id=self._org_id, company_id=self._company_id, deployment_id=self._deployment_id, line_id=self._line_id
         )
+
+    async def _record(self, step: str, system: ExternalSystem, **fields: Any) -> None:
+        """One update (MAJ) record (`sent`, `answer`, `ids`, `error`); a local activity."""
+        await saga.record(self._scope(), self._reference(step), system, step, **fields)
 
     async def _external(
         self,
@@ -183,97 +157,76 @@ class LineSaga:
         compensation: bool = False,
     ) -> M:
         """An external push with its MAJ record (ok with ids, or the error), then the result."""
-        try:
-            result: M = await workflow.execute_activity(
-                activity,
-                arg,
-                result_type=result_type,
-                start_to_close_timeout=policies.COMPENSATION_TIMEOUT
-                if compensation
-                else policies.EXTERNAL_CALL_TIMEOUT,
-                retry_policy=policies.COMPENSATION_RETRY if compensation else policies.EXTERNAL_CALL_RETRY,
-            )
-        except ActivityError as err:
-            await self._record(step, system, sent=_sent_of(arg), error=reason_of(err))
-            raise
-        sent, answer, ids = _maj_of(result)
-        await self._record(step, system, sent=sent, answer=answer, ids=ids)
-        return result
+
+        async def recorder(**fields: Any) -> None:
+            await self._record(step, system, **fields)
+
+        return await saga.external(recorder, activity, arg, result_type, compensation=compensation)
 
     async def _await_order(self, step: str, placed: SnaicOrderPlaced, sla_s: int, poll_s: int) -> SnaicOrderUpdate:
         """Waits for SNAIC's callback; polls the order every `poll_s`; gives `timeout` after `sla_s`."""
         order_id = placed.order_id
-        if placed.status in ("completed", "rejected"):
+        if placed.status in SNAIC_SETTLED_ORDER_STATUSES:
             outcome = SnaicOrderUpdate(order_id=order_id, line_id=placed.line_id, status=placed.status)
         else:
-            outcome = await self._wait_for_order(order_id, placed.line_id, sla_s, poll_s)
+            outcome = await saga.await_snaic_order(
+                order_id,
+                arrived=lambda: self._orders.get(order_id),
+                poll=lambda: self._poll_order(order_id),
+                sla=timedelta(seconds=max(1, sla_s)),
+                poll_every=timedelta(seconds=max(1, min(poll_s, sla_s))),
+                line_id=placed.line_id,
+            )
         answer = outcome.model_dump(mode="json")
-        error = None if outcome.status == "completed" else (outcome.reason or outcome.status)
+        error = None if outcome.status == SnaicOrderStatus.COMPLETED else (outcome.reason or outcome.status)
         await self._record(
             f"{step}_result", ExternalSystem.SNAIC, sent={"order_id": order_id}, answer=answer, error=error
         )
         return outcome
 
-    async def _wait_for_order(self, order_id: str, line_id: str, sla_s: int, poll_s: int) -> SnaicOrderUpdate:
-        sla = timedelta(seconds=max(1, sla_s))
-        poll_every = timedelta(seconds=max(1, min(poll_s, sla_s)))
-        waited = timedelta(0)
-        while True:
-            try:
-                await workflow.wait_condition(lambda: order_id in self._orders, timeout=poll_every)
-            except TimeoutError:
-                waited += poll_every
-            else:
-                return self._orders[order_id]
-            polled: SnaicOrderUpdate = await workflow.execute_activity(
-                names.PROV_SNAIC_GET_ORDER,
-                SnaicOrderQuery(order_id=order_id),
-                result_type=SnaicOrderUpdate,
-                start_to_close_timeout=policies.EXTERNAL_CALL_TIMEOUT,
-                retry_policy=policies.EXTERNAL_CALL_RETRY,
-            )
-            if polled.status != "pending":
-                return polled
-            if waited >= sla:
-                return SnaicOrderUpdate(
-                    order_id=order_id,
-                    line_id=line_id,
-                    status="timeout",
-                    reason=f"aucune réponse de SNAIC sous {int(sla.total_seconds())} s",
-                )
+    async def _poll_order(self, order_id: str) -> SnaicOrderUpdate:
+        if workflow.patched(ONE_ACTIVITY_PER_CALL_PATCH):
+            return await saga.call(names.SNAIC_GET_ORDER, SnaicOrderPoll(order_id=order_id), SnaicOrderUpdate)
+        return await saga.call(names.PROV_SNAIC_GET_ORDER, SnaicOrderQuery(order_id=order_id), SnaicOrderUpdate)
+
+    async def _remove_ocs_balance(
+        self, step: str, account: str, balance_id: str, request_id: str, *, compensation: bool = False
+    ) -> None:
+        """Removes exactly that OCS balance, with its MAJ record."""
+        request: OcsRemoveRequest | OcsGrant
+        if workflow.patched(ONE_ACTIVITY_PER_CALL_PATCH):
+            activity = names.OCS_REMOVE_BALANCE
+            request = OcsRemoveRequest(account=account, balance_id=balance_id, request_id=request_id)
+        else:
+            activity = names.PROV_OCS_REMOVE_BALANCE
+            request = OcsGrant(account=account, balance_id=balance_id, value_bytes=0, request_id=request_id)
+        await self._external(step, ExternalSystem.OCS, activity, request, ExternalCallResult, compensation=compensation)
+
+    async def _ask_staff(self, failed: list[Compensation], errors: list[str]) -> saga.StaffDecision:
+        """With COMPENSATION_WAITS_PATCH, compensations that failed for good wait in `needs_attention` for
+        staff, who retry them or confirm they were undone by hand (`resolve_compensation`)."""
+        if not workflow.patched(COMPENSATION_WAITS_PATCH):
+            return None
+        self.attention = "Compensation incomplète : " + "; ".join(errors)
+        self.attention_since = workflow.now()
+        self._compensation_answer = None
+        self._awaiting_staff = True
+        self._set_status(BusinessStatus.NEEDS_ATTENTION, self.attention)
+        await workflow.wait_condition(lambda: self._compensation_answer is not None)
+        answer = self._compensation_answer
+        assert answer is not None
+        self._awaiting_staff = False
+        self.attention = self.attention_since = None
+        if answer.action == "resolved_manually":
+            workflow.logger.info("undone by hand: %s", answer.note)
+            return "resolved_manually"
+        self._set_status(BusinessStatus.COMPENSATING, f"Nouvelle tentative demandée par {answer.requested_by}")
+        return "retry"
 
     async def _run_compensations(self, compensations: list[Compensation]) -> list[str]:
-        """Runs every registered compensation in reverse; returns the ones that failed for good."""
-        failed: list[str] = []
-        for name, compensate in reversed(compensations):
-            try:
-                await compensate()
-            except (ActivityError, ApplicationError, StepFailed) as err:
-                workflow.logger.warning("compensation %s failed: %s", name, reason_of(err))
-                failed.append(f"{name}: {reason_of(err)}")
-        return failed
-
-
-def _sent_of(arg: object) -> dict[str, Any]:
-    if isinstance(arg, BaseModel):
-        return {k: v for k, v in arg.model_dump(mode="json").items() if k not in ("idempotency_key", "port_in_rio")}
-    return {}
-
-
-def _maj_of(result: object) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    if isinstance(result, ExternalCallResult):
-        ids = {"id": result.object_id, "fetched_existing": result.fetched_existing} if result.object_id else {}
-        return result.sent, result.answer, ids
-    if isinstance(result, SnaicOrderPlaced):
-        ids = {"order_id": result.order_id, "line_id": result.line_id} if result.order_id else {}
-        return result.sent, result.answer, ids
-    if isinstance(result, BaseModel):
-        return {}, result.model_dump(mode="json"), {}
-    return {}, {}, {}
-
-
-def is_cancellation(err: BaseException) -> bool:
-    return isinstance(err, asyncio.CancelledError) or is_cancelled_exception(err)
+        """Every registered compensation in reverse; returns the ones that failed for good (and were not
+        resolved by staff)."""
+        return await saga.run_compensations(compensations, ask_staff=self._ask_staff)
 
 
 class CfastHierarchy(LineSaga):
@@ -283,59 +236,35 @@ class CfastHierarchy(LineSaga):
     async def _ensure_cfast_hierarchy(self, ctx: ActivationContext, company_id: str) -> str:
         if ctx.cfast_customer_id and ctx.cfast_billing_point_id and ctx.cfast_site_id:
             return ctx.cfast_site_id
-        base = self._key or workflow.info().workflow_id
-        customer_id = ctx.cfast_customer_id
-        if not customer_id:
-            customer = await self._external(
-                "cfast_ensure_customer",
-                ExternalSystem.CFAST,
-                names.CFAST_ENSURE_CUSTOMER,
-                EnsureCfastCustomer(
-                    idempotency_key=f"{base}:cfast_customer",
-                    customer_name=ctx.company_name,
-                    customer_reference=ctx.customer_reference,
-                    siret=ctx.siret,
-                    vat_number=ctx.vat_number,
-                ),
-                ExternalCallResult,
-            )
-            customer_id = customer.object_id
-        billing_point = await self._external(
-            "cfast_ensure_billing_point",
-            ExternalSystem.CFAST,
-            names.CFAST_ENSURE_BILLING_POINT,
-            EnsureCfastBillingPoint(
-                idempotency_key=f"{base}:cfast_billing_point",
-                customer_id=customer_id,
-                label=ctx.billing_site_label,
-                address=ctx.billing_address,
-                known_billing_point_id=ctx.cfast_billing_point_id,
-            ),
-            ExternalCallResult,
+        # Runs started before the saga kit keep their step names and keys (recorded in their history).
+        steps = CFAST_STEPS if workflow.patched(ONE_ACTIVITY_PER_CALL_PATCH) else ACTIVATION_STEPS_BEFORE_KIT
+
+        async def external(step: str, activity: str, request: object) -> ExternalCallResult:
+            return await self._external(step, ExternalSystem.CFAST, activity, request, ExternalCallResult)
+
+        async def save(ids: SaveCfastIds) -> None:
+            await self._db(names.COMPANY_SAVE_CFAST_IDS, ids)
+
+        company = CfastCustomerInput(
+            org_id=self._org_id,
+            company_id=company_id,
+            customer_name=ctx.company_name,
+            customer_reference=ctx.customer_reference,
+            siret=ctx.siret,
+            vat_number=ctx.vat_number,
+            billing_site_id=ctx.billing_site_id,
+            billing_site_label=ctx.billing_site_label,
+            billing_address=ctx.billing_address,
+            parc_id=ctx.parc_id,
+            parc_label=ctx.parc_label,
+            parc_type=ctx.parc_type,
         )
-        site = await self._external(
-            "cfast_ensure_site",
-            ExternalSystem.CFAST,
-            names.CFAST_ENSURE_SITE,
-            EnsureCfastSite(
-                idempotency_key=f"{base}:cfast_site",
-                billing_point_id=billing_point.object_id,
-                label=ctx.parc_label,
-                parc_type=ctx.parc_type,
-                known_site_id=ctx.cfast_site_id,
-            ),
-            ExternalCallResult,
+        known = CfastCustomerResult(
+            customer_id=ctx.cfast_customer_id or "",
+            billing_point_id=ctx.cfast_billing_point_id or "",
+            site_id=ctx.cfast_site_id or "",
         )
-        await self._db(
-            names.COMPANY_SAVE_CFAST_IDS,
-            SaveCfastIds(
-                org_id=self._org_id,
-                company_id=company_id,
-                billing_site_id=ctx.billing_site_id,
-                parc_id=ctx.parc_id,
-                customer_id=customer_id,
-                billing_point_id=billing_point.object_id,
-                site_id=site.object_id,
-            ),
+        ids = await ensure_cfast_hierarchy(
+            external, save, self._key or workflow.info().workflow_id, company, known=known, steps=steps
         )
-        return site.object_id
+        return ids.site_id

@@ -63,3 +63,13 @@ WEBHOOK_RETRY = RetryPolicy(
 # chunk or SIM, so a lost worker is noticed within the heartbeat timeout and the pass resumes where it was.
 BATCH_TIMEOUT = timedelta(minutes=30)
 BATCH_HEARTBEAT_TIMEOUT = timedelta(minutes=2)
+
+# The outbox relay's pass: each send bounded by the SMTP timeout, a heartbeat per row; an outage is retried
+# without end (capped at one minute between passes), a permanent refusal is marked on the row instead.
+OUTBOX_PASS_TIMEOUT = timedelta(minutes=10)
+OUTBOX_HEARTBEAT_TIMEOUT = timedelta(minutes=2)
+OUTBOX_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+)

@@ -7,6 +7,8 @@ registered for the workflows that set it before; no new workflow writes it."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 ORG_ID = SearchAttributeKey.for_keyword("OrgId")
@@ -28,7 +30,7 @@ def initial_attributes(
     company_id: str | None = None,
     iccid: str | None = None,
     msisdn_hash: str | None = None,
-    status: str,
+    status: StrEnum,
     legacy_msisdn: str | None = None,
 ) -> TypedSearchAttributes:
     """`legacy_msisdn` (the clear number) only where a workflow replays what it started before `MsisdnHash`."""

@@ -11,6 +11,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from domain.enums import BusinessStatus
+    from domain.errors import ErrorCode
     from domain.usage_contracts import AccountStatusImportInput, AccountStatusImportResult, ApplyAccountStatus
     from workflows import _policies as policies
     from workflows import activity_names as names
@@ -42,10 +44,10 @@ class AccountStatusImportWorkflow:
             )
             published = await publish_first_usage_events(data.org_id)
         except ActivityError as err:
-            workflow.upsert_search_attributes([BUSINESS_STATUS.value_set("failed")])
-            raise failure(err, "usage.import_failed") from err
+            workflow.upsert_search_attributes([BUSINESS_STATUS.value_set(BusinessStatus.FAILED)])
+            raise failure(err, ErrorCode.USAGE_IMPORT_FAILED) from err
         result: AccountStatusImportResult = applied.model_copy(update={"published": published})
-        workflow.upsert_search_attributes([BUSINESS_STATUS.value_set("completed")])
+        workflow.upsert_search_attributes([BUSINESS_STATUS.value_set(BusinessStatus.COMPLETED)])
         workflow.set_current_details(
             f"{result.rows} ligne(s) : {result.applied} appliquée(s), {result.activated} SIM activée(s), "
             f"{result.unknown} inconnue(s), {result.errors} en erreur"

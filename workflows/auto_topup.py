@@ -11,6 +11,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from domain.contracts import AutoTopUpScan, AutoTopUpStarted, SettledTopUps, SettleUnstartedTopUps
+    from domain.enums import TopUpStatus
     from workflows import _policies as policies
     from workflows import activity_names as names
     from workflows._search import MSISDN_HASH_PATCH, initial_attributes
@@ -61,7 +62,7 @@ class AutoTopUpScanWorkflow:
                         iccid=data.iccid,
                         msisdn_hash=prepared.msisdn_hashes.get(data.topup_id) if hashed else None,
                         legacy_msisdn=None if hashed else data.msisdn,
-                        status="pending",
+                        status=TopUpStatus.PENDING,
                     ),
                     static_summary=f"Recharge automatique {data.quantity} Go — {data.msisdn}",
                 )

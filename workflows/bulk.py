@@ -21,6 +21,8 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
+    from domain.enums import BulkItemStatus, BusinessStatus
+    from domain.errors import ErrorCode
     from domain.lifecycle_contracts import (
         ActivationContext,
         BulkEdit,
@@ -42,18 +44,20 @@ with workflow.unsafe.imports_passed_through():
         OcsUsage,
         RecordUsage,
         SimActivationInput,
+        plan_balance_id,
     )
     from domain.usage_contracts import ocs_shows_usage
     from workflows import _policies as policies
     from workflows import activity_names as names
-    from workflows._line_saga import CfastHierarchy, reason_of
+    from workflows._line_saga import CfastHierarchy
+    from workflows._saga import reason_of
     from workflows._search import BUSINESS_STATUS, initial_attributes
 
 from workflows.deprovisioning import DeprovisioningWorkflow
 from workflows.deprovisioning import workflow_id as deprovision_workflow_id
 from workflows.line_operations import LineOperationWorkflow
 from workflows.line_operations import workflow_id as line_operation_workflow_id
-from workflows.sim_activation import SimActivationWorkflow, plan_balance_id
+from workflows.sim_activation import SimActivationWorkflow
 from workflows.sim_activation import workflow_id as activation_workflow_id
 
 DB_KINDS = frozenset(
@@ -90,9 +94,9 @@ class BulkOperationWorkflow(CfastHierarchy):
         total = len(data.items) if data else 0
         done = self.succeeded + self.failed + self.skipped
         if self.finished:
-            status = "cancelled" if self.cancelled else "completed"
+            status = BusinessStatus.CANCELLED if self.cancelled else BusinessStatus.COMPLETED
         else:
-            status = "cancelling" if self.cancelled else "running"
+            status = BusinessStatus.CANCELLING if self.cancelled else BusinessStatus.RUNNING
         return BulkProgress(
             bulk_id=data.bulk_id if data else "",
             kind=data.kind if data else "",
@@ -120,7 +124,9 @@ class BulkOperationWorkflow(CfastHierarchy):
         self.succeeded, self.failed, self.skipped = data.succeeded, data.failed, data.skipped
         self.cancelled = self.cancelled or data.cancelled
         if data.kind not in DB_KINDS | CHILD_KINDS | {"refresh_usage"}:
-            raise ApplicationError(f"unknown bulk operation {data.kind}", type="bulk.invalid_kind", non_retryable=True)
+            raise ApplicationError(
+                f"unknown bulk operation {data.kind}", type=ErrorCode.BULK_INVALID_KIND, non_retryable=True
+            )
         page = data.items[data.offset : data.offset + data.page_size]
         self._report_progress()
         if data.kind in DB_KINDS:
@@ -144,7 +150,7 @@ class BulkOperationWorkflow(CfastHierarchy):
             )
         # Items never started (cancelled) are reported as skipped by `finish`.
         self.skipped += len(data.items) - next_offset
-        status = "cancelled" if self.cancelled else "completed"
+        status = BusinessStatus.CANCELLED if self.cancelled else BusinessStatus.COMPLETED
         await self._db(
             names.BULK_FINISH,
             BulkFinish(
@@ -165,14 +171,14 @@ class BulkOperationWorkflow(CfastHierarchy):
         return f"{p.done}/{p.total} traitées — {p.succeeded} réussies, {p.failed} en échec, {p.skipped} ignorées"
 
     def _report_progress(self) -> None:
-        self.status = "cancelling" if self.cancelled else "running"
+        self.status = BusinessStatus.CANCELLING if self.cancelled else BusinessStatus.RUNNING
         workflow.upsert_search_attributes([BUSINESS_STATUS.value_set(self.status)])
         workflow.set_current_details(self._summary())
 
     def _add(self, result: BulkItemResult) -> None:
-        if result.status == "succeeded":
+        if result.status is BulkItemStatus.SUCCEEDED:
             self.succeeded += 1
-        elif result.status == "failed":
+        elif result.status is BulkItemStatus.FAILED:
             self.failed += 1
         else:
             self.skipped += 1
@@ -194,7 +200,9 @@ class BulkOperationWorkflow(CfastHierarchy):
             chunk = page[start : start + EDIT_CHUNK]
             if self.cancelled:
                 for item in chunk:
-                    self._add(BulkItemResult(iccid=item.iccid, status="skipped", detail="opération annulée"))
+                    self._add(
+                        BulkItemResult(iccid=item.iccid, status=BulkItemStatus.SKIPPED, detail="opération annulée")
+                    )
                 continue
             record = await self._db(
                 names.BULK_APPLY_EDITS,
@@ -229,9 +237,11 @@ class BulkOperationWorkflow(CfastHierarchy):
         async def one(target: BulkTarget) -> None:
             async with semaphore:
                 if self.cancelled:
-                    result = BulkItemResult(iccid=target.iccid, status="skipped", detail="opération annulée")
+                    result = BulkItemResult(
+                        iccid=target.iccid, status=BulkItemStatus.SKIPPED, detail="opération annulée"
+                    )
                 elif target.problem is not None:
-                    result = BulkItemResult(iccid=target.iccid, status="skipped", detail=target.problem)
+                    result = BulkItemResult(iccid=target.iccid, status=BulkItemStatus.SKIPPED, detail=target.problem)
                 else:
                     self.running += 1
                     try:
@@ -268,16 +278,20 @@ class BulkOperationWorkflow(CfastHierarchy):
                 return await self._refresh_usage(data, target)
             return await self._child(data, target, params)
         except WorkflowAlreadyStartedError:
-            return BulkItemResult(iccid=target.iccid, status="failed", detail="une opération est déjà en cours")
+            return BulkItemResult(
+                iccid=target.iccid, status=BulkItemStatus.FAILED, detail="une opération est déjà en cours"
+            )
         except (ChildWorkflowError, ActivityError, ApplicationError) as err:
-            return BulkItemResult(iccid=target.iccid, status="failed", detail=reason_of(err))
+            return BulkItemResult(iccid=target.iccid, status=BulkItemStatus.FAILED, detail=reason_of(err))
 
     async def _child(self, data: BulkOperationInput, target: BulkTarget, params: dict[str, object]) -> BulkItemResult:
         if data.kind == "activate":
             company_id = str(params.get("company_id") or target.company_id or data.company_id or "")
             plan_id = str(params.get("plan_id") or "")
             if not company_id or not plan_id:
-                return BulkItemResult(iccid=target.iccid, status="failed", detail="entreprise et forfait requis")
+                return BulkItemResult(
+                    iccid=target.iccid, status=BulkItemStatus.FAILED, detail="entreprise et forfait requis"
+                )
             line_id = workflow.uuid4().hex
             child_id = activation_workflow_id(data.org_id, target.iccid)
             activation = await workflow.execute_child_workflow(
@@ -288,6 +302,7 @@ class BulkOperationWorkflow(CfastHierarchy):
                     line_id=line_id,
                     iccid=target.iccid,
                     plan_id=plan_id,
+                    end_user_id=str(params.get("end_user_id") or "") or None,  # input only: same commands
                     requested_by=data.requested_by,
                     snaic_sla_s=data.snaic_sla_s,
                     snaic_poll_s=data.snaic_poll_s,
@@ -296,14 +311,14 @@ class BulkOperationWorkflow(CfastHierarchy):
                 id=child_id,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 search_attributes=initial_attributes(
-                    org_id=data.org_id, company_id=company_id, iccid=target.iccid, status="starting"
+                    org_id=data.org_id, company_id=company_id, iccid=target.iccid, status=BusinessStatus.STARTING
                 ),
                 static_summary=f"Activation de la SIM {target.iccid} (opération en masse)",
                 parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
             )
             return BulkItemResult(
                 iccid=target.iccid,
-                status="succeeded",
+                status=BulkItemStatus.SUCCEEDED,
                 detail=f"ligne {activation.msisdn} prête",
                 workflow_id=child_id,
                 line_id=line_id,
@@ -344,14 +359,14 @@ class BulkOperationWorkflow(CfastHierarchy):
                 id=child_id,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 search_attributes=initial_attributes(
-                    org_id=data.org_id, company_id=company_id, iccid=target.iccid, status="starting"
+                    org_id=data.org_id, company_id=company_id, iccid=target.iccid, status=BusinessStatus.STARTING
                 ),
                 static_summary=f"Résiliation de la SIM {target.iccid} (opération en masse)",
                 parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
             )
             return BulkItemResult(
                 iccid=target.iccid,
-                status="succeeded" if result.status == "terminated" else "failed",
+                status=BulkItemStatus.SUCCEEDED if result.status == "terminated" else BulkItemStatus.FAILED,
                 detail=f"ligne {result.status}",
                 workflow_id=child_id,
                 line_id=target.line_id,
@@ -374,14 +389,14 @@ class BulkOperationWorkflow(CfastHierarchy):
             id=child_id,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=initial_attributes(
-                org_id=data.org_id, company_id=company_id, iccid=target.iccid, status="starting"
+                org_id=data.org_id, company_id=company_id, iccid=target.iccid, status=BusinessStatus.STARTING
             ),
             static_summary=f"{data.kind} de la SIM {target.iccid} (opération en masse)",
             parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
         )
         return BulkItemResult(
             iccid=target.iccid,
-            status="succeeded",
+            status=BulkItemStatus.SUCCEEDED,
             detail=operation.detail,
             workflow_id=child_id,
             line_id=target.line_id,
@@ -389,12 +404,14 @@ class BulkOperationWorkflow(CfastHierarchy):
 
     async def _refresh_usage(self, data: BulkOperationInput, target: BulkTarget) -> BulkItemResult:
         if target.line_id is None:
-            return BulkItemResult(iccid=target.iccid, status="skipped", detail="aucune ligne : pas d'utilisation")
+            return BulkItemResult(
+                iccid=target.iccid, status=BulkItemStatus.SKIPPED, detail="aucune ligne : pas d'utilisation"
+            )
         line = await self._db(
             names.INVENTORY_LOAD_LINE, LoadLine(line_id=target.line_id, org_id=data.org_id), LineSnapshot
         )
         if not line.ocs_account:
-            return BulkItemResult(iccid=target.iccid, status="skipped", detail="ligne sans compte OCS")
+            return BulkItemResult(iccid=target.iccid, status=BulkItemStatus.SKIPPED, detail="ligne sans compte OCS")
         usage: OcsUsage = await workflow.execute_activity(
             names.PROV_OCS_READ_USAGE,
             OcsAccountRequest(
@@ -407,7 +424,7 @@ class BulkOperationWorkflow(CfastHierarchy):
             retry_policy=policies.EXTERNAL_CALL_RETRY,
         )
         if not usage.exists:
-            return BulkItemResult(iccid=target.iccid, status="failed", detail="compte OCS introuvable")
+            return BulkItemResult(iccid=target.iccid, status=BulkItemStatus.FAILED, detail="compte OCS introuvable")
         used = ocs_shows_usage(usage.plan_balance_bytes, line.plan_allowance_bytes)
         remaining_days = None
         if usage.plan_expires_at is not None:
@@ -427,7 +444,7 @@ class BulkOperationWorkflow(CfastHierarchy):
         mb = usage.data_remaining_bytes // (1024 * 1024)
         return BulkItemResult(
             iccid=target.iccid,
-            status="succeeded",
+            status=BulkItemStatus.SUCCEEDED,
             detail=f"{mb} Mo restants" + (" — première utilisation : SIM active" if activated else ""),
             line_id=target.line_id,
         )

@@ -25,7 +25,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.contracts import ExternalCallResult, snaic_reference
-    from domain.enums import ExternalSystem
+    from domain.enums import BusinessStatus, DeploymentStatus, ExternalSystem, SnaicOrderStatus
+    from domain.errors import ErrorCode
     from domain.lifecycle_contracts import (
         CancelScheduledTermination,
         CancelTermination,
@@ -46,7 +47,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import _policies as policies
     from workflows import activity_names as names
-    from workflows._line_saga import LineSaga, StepFailed, reason_of
+    from workflows._line_saga import LineSaga
+    from workflows._saga import StepFailed, reason_of
 
 T = TypeVar("T")
 
@@ -70,6 +72,7 @@ class DeprovisioningWorkflow(LineSaga):
         self.cancel_request: CancelTermination | None = None
         self.terminate_now_requested = False
         self.attention: str | None = None
+        self.attention_since: datetime | None = None
         self.retry_requested = False
         self.step = ""
 
@@ -78,7 +81,11 @@ class DeprovisioningWorkflow(LineSaga):
     @workflow.query
     def state(self) -> DeprovisioningState:
         return DeprovisioningState(
-            status=self.status, grace_until=self.grace_until, step=self.step, attention=self.attention
+            status=self.status,
+            grace_until=self.grace_until,
+            step=self.step,
+            attention=self.attention,
+            attention_since=self.attention_since,
         )
 
     @workflow.update
@@ -90,7 +97,7 @@ class DeprovisioningWorkflow(LineSaga):
     @cancel_termination.validator
     def _validate_cancel(self, request: CancelTermination) -> None:
         if self.status not in ("starting", "scheduled", "grace_period"):
-            raise ApplicationError(f"termination already {self.status}", type="termination.not_cancellable")
+            raise ApplicationError(f"termination already {self.status}", type=ErrorCode.TERMINATION_NOT_CANCELLABLE)
 
     @workflow.update
     def terminate_now(self, request: ResolveAttention) -> DeprovisioningState:
@@ -101,7 +108,7 @@ class DeprovisioningWorkflow(LineSaga):
     @terminate_now.validator
     def _validate_terminate_now(self, request: ResolveAttention) -> None:
         if self.status not in ("starting", "scheduled", "grace_period"):
-            raise ApplicationError(f"termination already {self.status}", type="termination.not_in_grace")
+            raise ApplicationError(f"termination already {self.status}", type=ErrorCode.TERMINATION_NOT_IN_GRACE)
 
     @workflow.update
     def retry(self, request: ResolveAttention) -> DeprovisioningState:
@@ -111,8 +118,10 @@ class DeprovisioningWorkflow(LineSaga):
 
     @retry.validator
     def _validate_retry(self, request: ResolveAttention) -> None:
-        if self.status != "needs_attention":
-            raise ApplicationError(f"nothing to retry ({self.status})", type="termination.not_needs_attention")
+        if self.status != BusinessStatus.NEEDS_ATTENTION:
+            raise ApplicationError(
+                f"nothing to retry ({self.status})", type=ErrorCode.TERMINATION_NOT_NEEDING_ATTENTION
+            )
 
     # --- run ---------------------------------------------------------------------------------------
 
@@ -124,7 +133,7 @@ class DeprovisioningWorkflow(LineSaga):
         if data.grace_days and not MIN_GRACE_DAYS <= data.grace_days <= MAX_GRACE_DAYS:
             raise ApplicationError(
                 f"grace period must be 0 or {MIN_GRACE_DAYS}-{MAX_GRACE_DAYS} days",
-                type="termination.invalid_grace",
+                type=ErrorCode.TERMINATION_INVALID_GRACE,
                 non_retryable=True,
             )
         line = await self._db(
@@ -132,12 +141,14 @@ class DeprovisioningWorkflow(LineSaga):
         )
         self._set_msisdn(line.msisdn, line.msisdn_hash)
         if line.status == "terminated":
-            self._set_status("terminated", f"Ligne {line.msisdn} déjà résiliée")
+            self._set_status(BusinessStatus.TERMINATED, f"Ligne {line.msisdn} déjà résiliée")
             return DeprovisioningResult(line_id=data.line_id, status="terminated")
         if line.status not in ("active", "suspended", "inactive"):
-            self._set_status("refused", f"Ligne {line.status} : résiliation impossible")
+            self._set_status(BusinessStatus.REFUSED, f"Ligne {line.status} : résiliation impossible")
             raise ApplicationError(
-                f"line is {line.status}: termination not possible", type="line.invalid_state", non_retryable=True
+                f"line is {line.status}: termination not possible",
+                type=ErrorCode.LINE_INVALID_STATE,
+                non_retryable=True,
             )
 
         # 1. Scheduled: the top-up gate closes now, whatever the grace period.
@@ -168,7 +179,7 @@ class DeprovisioningWorkflow(LineSaga):
 
         # 2. Grace period, cancellable.
         if data.grace_days:
-            self._set_status("grace_period", f"Résiliation le {self.grace_until:%d/%m/%Y} sauf annulation")
+            self._set_status(BusinessStatus.GRACE_PERIOD, f"Résiliation le {self.grace_until:%d/%m/%Y} sauf annulation")
             try:
                 await workflow.wait_condition(
                     lambda: self.cancel_request is not None or self.terminate_now_requested,
@@ -178,12 +189,12 @@ class DeprovisioningWorkflow(LineSaga):
             except TimeoutError:
                 pass
         else:
-            self._set_status("scheduled", "Résiliation immédiate")
+            self._set_status(BusinessStatus.SCHEDULED, "Résiliation immédiate")
         if self.cancel_request is not None:
             return await self._cancelled(data, wf_id, self.cancel_request)
 
         # 3. Termination, forward recovery only.
-        self._set_status("terminating", f"Résiliation de la ligne {line.msisdn}")
+        self._set_status(BusinessStatus.TERMINATING, f"Résiliation de la ligne {line.msisdn}")
         terminated_at = workflow.now()
         termination_date = terminated_at.date()
         if line.snaic_line_id:
@@ -232,7 +243,7 @@ class DeprovisioningWorkflow(LineSaga):
         )
         await self._db(
             names.INVENTORY_CLOSE_DEPLOYMENT,
-            CloseDeployment(deployment_id=self._deployment_id, status="completed"),
+            CloseDeployment(deployment_id=self._deployment_id, status=DeploymentStatus.COMPLETED),
         )
 
         # 4. The OCS account is removed after the quarantine, by a child that outlives this workflow.
@@ -250,7 +261,7 @@ class DeprovisioningWorkflow(LineSaga):
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 static_summary=f"Quarantaine du numéro {line.msisdn}",
             )
-        self._set_status("terminated", f"Ligne {line.msisdn} résiliée, numéro en quarantaine")
+        self._set_status(BusinessStatus.TERMINATED, f"Ligne {line.msisdn} résiliée, numéro en quarantaine")
         return DeprovisioningResult(
             line_id=data.line_id, status="terminated", terminated_at=terminated_at, quarantine_until=quarantine_until
         )
@@ -266,9 +277,10 @@ class DeprovisioningWorkflow(LineSaga):
         )
         if self._deployment_id is not None:
             await self._db(
-                names.INVENTORY_CLOSE_DEPLOYMENT, CloseDeployment(deployment_id=self._deployment_id, status="failed")
+                names.INVENTORY_CLOSE_DEPLOYMENT,
+                CloseDeployment(deployment_id=self._deployment_id, status=DeploymentStatus.FAILED),
             )
-        self._set_status("cancelled", f"Résiliation annulée par {request.requested_by}")
+        self._set_status(BusinessStatus.CANCELLED, f"Résiliation annulée par {request.requested_by}")
         return DeprovisioningResult(line_id=data.line_id, status="cancelled")
 
     async def _terminate_supplier(self, data: DeprovisioningInput, line: LineSnapshot, wf_id: str, key: str) -> None:
@@ -285,7 +297,7 @@ class DeprovisioningWorkflow(LineSaga):
             SnaicOrderPlaced,
         )
         outcome = await self._await_order("snaic_terminate_line", placed, data.snaic_sla_s, data.snaic_poll_s)
-        if outcome.status != "completed":
+        if outcome.status != SnaicOrderStatus.COMPLETED:
             raise StepFailed("snaic_terminate_line", outcome.reason or outcome.status)
 
     async def _forward(self, step: str, action: Callable[[], Awaitable[T]]) -> T:
@@ -296,11 +308,12 @@ class DeprovisioningWorkflow(LineSaga):
                 return await action()
             except (ActivityError, StepFailed) as err:
                 self.attention = f"{step}: {reason_of(err)}"
-                self._set_status("needs_attention", f"Étape {step} en échec : {reason_of(err)}")
+                self.attention_since = workflow.now()  # state only: no command, replays unchanged
+                self._set_status(BusinessStatus.NEEDS_ATTENTION, f"Étape {step} en échec : {reason_of(err)}")
                 self.retry_requested = False
                 await workflow.wait_condition(lambda: self.retry_requested)
-                self.attention = None
-                self._set_status("terminating", f"Nouvelle tentative : {step}")
+                self.attention = self.attention_since = None
+                self._set_status(BusinessStatus.TERMINATING, f"Nouvelle tentative : {step}")
 
 
 @workflow.defn
@@ -310,7 +323,7 @@ class LineQuarantineWorkflow(LineSaga):
     @workflow.run
     async def run(self, data: DeprovisioningInput) -> str:
         self._org_id, self._company_id, self._line_id = data.org_id, data.company_id, data.line_id
-        self._set_status("quarantine", f"Quarantaine de {data.quarantine_days} jours")
+        self._set_status(BusinessStatus.QUARANTINE, f"Quarantaine de {data.quarantine_days} jours")
         await workflow.sleep(timedelta(days=data.quarantine_days), summary="quarantaine du numéro")
         line = await self._db(
             names.INVENTORY_LOAD_LINE, LoadLine(line_id=data.line_id, org_id=data.org_id), LineSnapshot
@@ -326,5 +339,5 @@ class LineQuarantineWorkflow(LineSaga):
                 retry_policy=policies.COMPENSATION_RETRY,
             )
             await self._record("ocs_remove_account", ExternalSystem.OCS, sent={"Account": line.ocs_account})
-        self._set_status("released", "Compte OCS supprimé, numéro réutilisable")
+        self._set_status(BusinessStatus.RELEASED, "Compte OCS supprimé, numéro réutilisable")
         return "released"

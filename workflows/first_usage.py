@@ -13,6 +13,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from domain.errors import ErrorCode, code_of
     from domain.usage_contracts import (
         FirstUsageCheck,
         FirstUsageChecked,
@@ -30,10 +31,10 @@ PAGES_PER_RUN = 20
 PUBLISH_PAGES = 20  # at most 20 × 100 events per call; the rest goes out with the next scan
 
 
-def failure(err: ActivityError, default: str) -> ApplicationError:
-    """The workflow's failure, carrying the activity's stable error code."""
+def failure(err: ActivityError, default: ErrorCode) -> ApplicationError:
+    """The workflow's failure, carrying the activity's catalogue code (`default` for a timeout)."""
     cause = err.cause
-    code = cause.type if isinstance(cause, ApplicationError) and cause.type else default
+    code = code_of(err) if isinstance(cause, ApplicationError) and cause.type else default
     return ApplicationError(str(cause or err), type=code, non_retryable=True)
 
 
@@ -98,7 +99,7 @@ class FirstUsageScanWorkflow:
                 )
             published += await publish_first_usage_events(scan.org_id)
         except ActivityError as err:
-            raise failure(err, "usage.scan_failed") from err
+            raise failure(err, ErrorCode.USAGE_SCAN_FAILED) from err
         workflow.set_current_details(
             f"{checked} SIM lue(s), {activated} première(s) utilisation(s), {published} événement(s) publié(s)"
         )

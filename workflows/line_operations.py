@@ -19,7 +19,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.contracts import ExternalCallResult, snaic_reference
-    from domain.enums import ExternalSystem
+    from domain.enums import BusinessStatus, DeploymentStatus, ExternalSystem, SnaicOrderStatus
+    from domain.errors import ErrorCode
     from domain.lifecycle_contracts import (
         CfastChangeSubscription,
         CloseDeployment,
@@ -36,10 +37,12 @@ with workflow.unsafe.imports_passed_through():
         SetLineStatus,
         SnaicLineOrder,
         SnaicOrderPlaced,
+        plan_balance_id,
     )
     from workflows import activity_names as names
-    from workflows._line_saga import Compensation, LineSaga, StepFailed, is_cancellation, reason_of
-    from workflows.sim_activation import PLAN_BALANCE_WEIGHT, plan_balance_id
+    from workflows._line_saga import LineSaga
+    from workflows._saga import Compensation, StepFailed, is_cancellation, reason_of
+    from workflows.sim_activation import PLAN_BALANCE_WEIGHT
 
 OPERATIONS = ("suspend", "resume", "change_plan")
 
@@ -57,7 +60,7 @@ class LineOperationWorkflow(LineSaga):
     @workflow.run
     async def run(self, data: LineOperationInput) -> LineOperationResult:
         if data.operation not in OPERATIONS:
-            raise ApplicationError(f"unknown operation {data.operation}", type="line.invalid_operation")
+            raise ApplicationError(f"unknown operation {data.operation}", type=ErrorCode.LINE_INVALID_OPERATION)
         self._org_id, self._company_id, self._line_id = data.org_id, data.company_id, data.line_id
         compensations: list[Compensation] = []
         try:
@@ -87,27 +90,29 @@ class LineOperationWorkflow(LineSaga):
             if not cancelled and not isinstance(err, ActivityError | ApplicationError | StepFailed):
                 raise
             self.failure = "opération annulée" if cancelled else reason_of(err)
-            self._set_status("compensating", f"Échec : {self.failure}")
+            self._set_status(BusinessStatus.COMPENSATING, f"Échec : {self.failure}")
             failed = await self._run_compensations(compensations)
-            await self._close("needs_attention" if failed else "failed")
+            await self._close(DeploymentStatus.NEEDS_ATTENTION if failed else DeploymentStatus.FAILED)
             if failed:
-                self._set_status("needs_attention", "Compensation incomplète : " + "; ".join(failed))
+                self._set_status(BusinessStatus.NEEDS_ATTENTION, "Compensation incomplète : " + "; ".join(failed))
             else:
-                self._set_status("failed", f"Échec : {self.failure}")
+                self._set_status(BusinessStatus.FAILED, f"Échec : {self.failure}")
             if cancelled:
                 raise
             if isinstance(err, ApplicationError) and err.non_retryable and not compensations:
                 raise  # refused before any change (wrong line state, unknown plan)
             raise ApplicationError(
                 f"{data.operation} failed: {self.failure}",
-                type="LineOperationNeedsAttention" if failed else "LineOperationFailed",
+                type=ErrorCode.LINE_OPERATION_NEEDS_ATTENTION if failed else ErrorCode.LINE_OPERATION_FAILED,
                 non_retryable=True,
             ) from err
-        await self._close("completed")
-        self._set_status("completed", detail)
-        return LineOperationResult(line_id=data.line_id, operation=data.operation, status="completed", detail=detail)
+        await self._close(DeploymentStatus.COMPLETED)
+        self._set_status(BusinessStatus.COMPLETED, detail)
+        return LineOperationResult(
+            line_id=data.line_id, operation=data.operation, status=SnaicOrderStatus.COMPLETED, detail=detail
+        )
 
-    async def _close(self, status: str) -> None:
+    async def _close(self, status: DeploymentStatus) -> None:
         if self._deployment_id is not None:
             await self._db(
                 names.INVENTORY_CLOSE_DEPLOYMENT, CloseDeployment(deployment_id=self._deployment_id, status=status)
@@ -118,19 +123,23 @@ class LineOperationWorkflow(LineSaga):
         allowed = {"suspend": ("active",), "resume": ("suspended",), "change_plan": ("active", "suspended")}
         if line.status not in allowed[data.operation]:
             raise ApplicationError(
-                f"line is {line.status}: {data.operation} not possible", type="line.invalid_state", non_retryable=True
+                f"line is {line.status}: {data.operation} not possible",
+                type=ErrorCode.LINE_INVALID_STATE,
+                non_retryable=True,
             )
         if line.termination_scheduled_for is not None:
             raise ApplicationError(
-                "line termination is scheduled", type="line.termination_scheduled", non_retryable=True
+                "line termination is scheduled", type=ErrorCode.LINE_TERMINATION_SCHEDULED, non_retryable=True
             )
         if not line.snaic_line_id or not line.ocs_account:
-            raise ApplicationError("line has no SNAIC line or OCS account", type="line.incomplete", non_retryable=True)
+            raise ApplicationError(
+                "line has no SNAIC line or OCS account", type=ErrorCode.LINE_INCOMPLETE, non_retryable=True
+            )
 
     async def _snaic(self, step: str, activity: str, order: SnaicLineOrder, data: LineOperationInput) -> None:
         placed = await self._external(step, ExternalSystem.SNAIC, activity, order, SnaicOrderPlaced)
         outcome = await self._await_order(step, placed, data.snaic_sla_s, data.snaic_poll_s)
-        if outcome.status != "completed":
+        if outcome.status != SnaicOrderStatus.COMPLETED:
             raise StepFailed(step, outcome.reason or outcome.status)
 
     def _order(self, step: str, line: LineSnapshot, offer_code: str | None = None) -> SnaicLineOrder:
@@ -170,7 +179,7 @@ class LineOperationWorkflow(LineSaga):
             if suspend
             else (names.PROV_OCS_ENABLE_ACCOUNT, names.PROV_OCS_DISABLE_ACCOUNT)
         )
-        self._set_status("supplier", ("Suspension" if suspend else "Réactivation") + " chez SNAIC")
+        self._set_status(BusinessStatus.SUPPLIER, ("Suspension" if suspend else "Réactivation") + " chez SNAIC")
 
         async def undo_supplier() -> None:
             step = "compensate_snaic"
@@ -178,7 +187,7 @@ class LineOperationWorkflow(LineSaga):
                 step, ExternalSystem.SNAIC, backward, self._order(step, line), SnaicOrderPlaced, compensation=True
             )
             outcome = await self._await_order(step, placed, data.snaic_sla_s, data.snaic_poll_s)
-            if outcome.status != "completed":
+            if outcome.status != SnaicOrderStatus.COMPLETED:
                 raise StepFailed(step, outcome.reason or outcome.status)
 
         await self._snaic(f"snaic_{data.operation}", forward, self._order(f"snaic_{data.operation}", line), data)
@@ -188,7 +197,7 @@ class LineOperationWorkflow(LineSaga):
             await self._ocs("compensate_ocs", ocs_backward, account, compensation=True)
 
         compensations.append(("ocs", undo_ocs))
-        self._set_status("charging", "Compte OCS " + ("désactivé" if suspend else "réactivé"))
+        self._set_status(BusinessStatus.CHARGING, "Compte OCS " + ("désactivé" if suspend else "réactivé"))
         await self._ocs(f"ocs_{data.operation}", ocs_forward, account)
         await self._db(
             names.INVENTORY_SET_LINE_STATUS,
@@ -207,11 +216,13 @@ class LineOperationWorkflow(LineSaga):
         self, data: LineOperationInput, line: LineSnapshot, compensations: list[Compensation]
     ) -> str:
         if not data.plan_id:
-            raise ApplicationError("plan_id is required", type="line.validation", non_retryable=True)
+            raise ApplicationError("plan_id is required", type=ErrorCode.LINE_VALIDATION_FAILED, non_retryable=True)
         if data.plan_id == line.plan_id:
-            raise ApplicationError("the line is already on this plan", type="line.same_plan", non_retryable=True)
+            raise ApplicationError(
+                "the line is already on this plan", type=ErrorCode.LINE_SAME_PLAN, non_retryable=True
+            )
         if not line.cfast_service_id:
-            raise ApplicationError("line has no CFAST service", type="line.incomplete", non_retryable=True)
+            raise ApplicationError("line has no CFAST service", type=ErrorCode.LINE_INCOMPLETE, non_retryable=True)
         wf_id = workflow.info().workflow_id
         new = await self._db(
             names.INVENTORY_LOAD_PLAN,
@@ -230,7 +241,7 @@ class LineOperationWorkflow(LineSaga):
         today = workflow.now().date()
 
         # SNAIC: the new offer (the previous one ends when it completes).
-        self._set_status("supplier", f"Changement d'offre SNAIC vers {new.offer_code}")
+        self._set_status(BusinessStatus.SUPPLIER, f"Changement d'offre SNAIC vers {new.offer_code}")
         if old is None or old.offer_code != new.offer_code:
             await self._snaic(
                 "snaic_change_offer",
@@ -252,26 +263,20 @@ class LineOperationWorkflow(LineSaga):
                         compensation=True,
                     )
                     outcome = await self._await_order(step, placed, data.snaic_sla_s, data.snaic_poll_s)
-                    if outcome.status != "completed":
+                    if outcome.status != SnaicOrderStatus.COMPLETED:
                         raise StepFailed(step, outcome.reason or outcome.status)
 
                 compensations.append(("snaic_offer", undo_offer))
 
         # OCS: the new plan's allowance (its own balance ID, so a retry never resets it).
-        self._set_status("charging", f"Solde OCS du forfait {new.name}")
+        self._set_status(BusinessStatus.CHARGING, f"Solde OCS du forfait {new.name}")
 
         async def remove_new_allowance() -> None:
-            await self._external(
+            await self._remove_ocs_balance(
                 "compensate_ocs_plan",
-                ExternalSystem.OCS,
-                names.PROV_OCS_REMOVE_BALANCE,
-                OcsGrant(
-                    account=account,
-                    balance_id=plan_balance_id(new.plan_id),
-                    value_bytes=0,
-                    request_id=f"{wf_id}:compensate_ocs_plan",
-                ),
-                ExternalCallResult,
+                account,
+                plan_balance_id(new.plan_id),
+                f"{wf_id}:compensate_ocs_plan",
                 compensation=True,
             )
 
@@ -292,7 +297,7 @@ class LineOperationWorkflow(LineSaga):
         )
 
         # CFAST: the subscription from today (the previous one ends today), undone by switching back.
-        self._set_status("billing", f"Abonnement CFAST {new.offer_code}")
+        self._set_status(BusinessStatus.BILLING, f"Abonnement CFAST {new.offer_code}")
         service_id = line.cfast_service_id
         if old is not None:
             previous_terms = old
@@ -334,17 +339,8 @@ class LineOperationWorkflow(LineSaga):
 
         # The old allowance goes last: nothing can fail after it but our own database.
         if old is not None:
-            await self._external(
-                "ocs_remove_old_plan",
-                ExternalSystem.OCS,
-                names.PROV_OCS_REMOVE_BALANCE,
-                OcsGrant(
-                    account=account,
-                    balance_id=plan_balance_id(old.plan_id),
-                    value_bytes=0,
-                    request_id=f"{wf_id}:ocs_remove_old_plan",
-                ),
-                ExternalCallResult,
+            await self._remove_ocs_balance(
+                "ocs_remove_old_plan", account, plan_balance_id(old.plan_id), f"{wf_id}:ocs_remove_old_plan"
             )
         await self._db(
             names.INVENTORY_SET_LINE_PLAN,

@@ -1,7 +1,8 @@
 """SIM activation `sim-activation/{org}/{iccid}` (SPEC §4.2): reserve the SIM → allocate an MSISDN (or
 check a port-in) → SNAIC create line (callback, polling fallback, SLA) → OCS account + plan allowance →
 CFAST customer / billing point / site (ids fetched on the fly when missing) + service line → SIM
-`ready_for_activation` (then `active` on first usage, from the OCS usage or the AccountStatus file).
+`ready_for_activation` (then `active` on first usage, from the OCS usage or the AccountStatus file) → on a
+plan that renews, the line's subscription workflow `subscription/{org}/{line}`.
 
 Saga: each compensation is registered before its step and is idempotent ("if applied"); on any failure,
 or on cancellation, they run in reverse: CFAST service terminated, OCS account removed, SNAIC line
@@ -18,7 +19,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.contracts import ExternalCallResult, snaic_reference
-    from domain.enums import ExternalSystem
+    from domain.enums import BusinessStatus, DeploymentStatus, ExternalSystem, SnaicOrderStatus
+    from domain.errors import ErrorCode
     from domain.lifecycle_contracts import (
         ActivationContext,
         AllocatedMsisdn,
@@ -39,19 +41,21 @@ with workflow.unsafe.imports_passed_through():
         SnaicCancelLine,
         SnaicCreateLine,
         SnaicOrderPlaced,
+        plan_balance_id,
     )
+    from domain.subscription_contracts import LineSubscriptionStarted, StartLineSubscription
+    from workflows import _policies as policies
     from workflows import activity_names as names
-    from workflows._line_saga import CfastHierarchy, Compensation, StepFailed, is_cancellation, reason_of
+    from workflows._line_saga import CfastHierarchy
+    from workflows._saga import Compensation, StepFailed, is_cancellation, reason_of
 
 PLAN_BALANCE_WEIGHT = 20.0  # the plan allowance is consumed before top-ups expiring the same day (SPEC §8)
+# Activations recorded before it end at step 6; from it on, a line on a renewing plan gets its subscription.
+START_SUBSCRIPTION_PATCH = "start-subscription-on-activation"
 
 
 def workflow_id(org_id: str, iccid: str) -> str:
     return f"sim-activation/{org_id}/{iccid}"
-
-
-def plan_balance_id(plan_id: str) -> str:
-    return f"plan-{plan_id}"
 
 
 @workflow.defn
@@ -62,6 +66,7 @@ class SimActivationWorkflow(CfastHierarchy):
         self.msisdn = ""
         self.snaic_line_id: str | None = None
         self.cfast_service_id: str | None = None
+        self.subscription_workflow_id: str | None = None
 
     @workflow.run
     async def run(self, data: SimActivationInput) -> SimActivationResult:
@@ -75,24 +80,26 @@ class SimActivationWorkflow(CfastHierarchy):
             if not cancelled and not isinstance(err, ActivityError | ApplicationError | StepFailed):
                 raise  # a bug: fail the workflow task, fix, and the workflow resumes
             self.failure = "activation annulée" if cancelled else reason_of(err)
-            self._set_status("compensating", f"Échec : {self.failure} — annulation des étapes réalisées")
+            self._set_status(BusinessStatus.COMPENSATING, f"Échec : {self.failure} — annulation des étapes réalisées")
             failed = await self._run_compensations(compensations)
-            await self._close_deployment("needs_attention" if failed else "failed")
+            await self._close_deployment(DeploymentStatus.NEEDS_ATTENTION if failed else DeploymentStatus.FAILED)
             if failed:
-                self._set_status("needs_attention", "Compensation incomplète : " + "; ".join(failed))
+                self._set_status(BusinessStatus.NEEDS_ATTENTION, "Compensation incomplète : " + "; ".join(failed))
                 raise ApplicationError(
                     f"activation failed ({self.failure}); compensation incomplete: {'; '.join(failed)}",
-                    type="ActivationNeedsAttention",
+                    type=ErrorCode.ACTIVATION_NEEDS_ATTENTION,
                     non_retryable=True,
                 ) from err
-            self._set_status("cancelled" if cancelled else "failed", f"Activation échouée : {self.failure}")
+            self._set_status(
+                BusinessStatus.CANCELLED if cancelled else BusinessStatus.FAILED, f"Activation échouée : {self.failure}"
+            )
             if cancelled:
                 raise
             raise ApplicationError(
-                f"activation failed: {self.failure}", type="ActivationFailed", non_retryable=True
+                f"activation failed: {self.failure}", type=ErrorCode.ACTIVATION_FAILED, non_retryable=True
             ) from err
 
-    async def _close_deployment(self, status: str) -> None:
+    async def _close_deployment(self, status: DeploymentStatus) -> None:
         if self._deployment_id is not None:
             await self._db(
                 names.INVENTORY_CLOSE_DEPLOYMENT, CloseDeployment(deployment_id=self._deployment_id, status=status)
@@ -107,7 +114,7 @@ class SimActivationWorkflow(CfastHierarchy):
         key = self._key = f"{wf_id}/{data.line_id}"
 
         # 1. The SIM, held by this workflow only (the line row exists from here on).
-        self._set_status("reserving_sim", f"Réservation de la SIM {data.iccid}")
+        self._set_status(BusinessStatus.RESERVING_SIM, f"Réservation de la SIM {data.iccid}")
 
         async def release_sim() -> None:
             await self._compensating(
@@ -140,7 +147,7 @@ class SimActivationWorkflow(CfastHierarchy):
         self._deployment_id = reserved.deployment_id
 
         # 2. The number: allocated from the organisation's ranges, chosen, or ported in (RIO checked).
-        self._set_status("allocating_number", "Attribution du numéro")
+        self._set_status(BusinessStatus.ALLOCATING_NUMBER, "Attribution du numéro")
 
         async def release_number() -> None:
             await self._compensating(names.INVENTORY_RELEASE_MSISDN, ReleaseMsisdn(reservation_key=wf_id))
@@ -173,7 +180,7 @@ class SimActivationWorkflow(CfastHierarchy):
         )
 
         # 3. SNAIC: the supplier line, completed asynchronously.
-        self._set_status("creating_supplier_line", f"Création de la ligne {number.msisdn} chez SNAIC")
+        self._set_status(BusinessStatus.CREATING_SUPPLIER_LINE, f"Création de la ligne {number.msisdn} chez SNAIC")
         create_reference = snaic_reference(wf_id, "create_line")
 
         async def cancel_supplier_line() -> None:
@@ -193,7 +200,7 @@ class SimActivationWorkflow(CfastHierarchy):
             )
             if placed.order_id:
                 outcome = await self._await_order("compensate_snaic_line", placed, data.snaic_sla_s, data.snaic_poll_s)
-                if outcome.status != "completed":
+                if outcome.status != SnaicOrderStatus.COMPLETED:
                     raise StepFailed("compensate_snaic_line", outcome.reason or outcome.status)
 
         compensations.append(("snaic_cancel_line", cancel_supplier_line))
@@ -213,11 +220,11 @@ class SimActivationWorkflow(CfastHierarchy):
         )
         self.snaic_line_id = placed.line_id
         outcome = await self._await_order("snaic_create_line", placed, data.snaic_sla_s, data.snaic_poll_s)
-        if outcome.status != "completed":
+        if outcome.status != SnaicOrderStatus.COMPLETED:
             raise StepFailed("snaic_create_line", outcome.reason or outcome.status)
 
         # 4. OCS: the account (named after the line) and the plan allowance.
-        self._set_status("creating_ocs_account", "Compte OCS et solde initial du forfait")
+        self._set_status(BusinessStatus.CREATING_OCS_ACCOUNT, "Compte OCS et solde initial du forfait")
         account = data.line_id
 
         async def remove_account() -> None:
@@ -256,7 +263,7 @@ class SimActivationWorkflow(CfastHierarchy):
         )
 
         # 5. CFAST: the hierarchy (fetched or created when ids are missing), then the service line.
-        self._set_status("creating_billing_line", "Ligne de service CFAST")
+        self._set_status(BusinessStatus.CREATING_BILLING_LINE, "Ligne de service CFAST")
         site_id = await self._ensure_cfast_hierarchy(ctx, data.company_id)
         start_date = now.date()
 
@@ -322,7 +329,9 @@ class SimActivationWorkflow(CfastHierarchy):
                 deployment_id=self._deployment_id,
             ),
         )
-        self._set_status("ready_for_activation", f"Ligne {number.msisdn} prête, SIM prête à l'activation")
+        if workflow.patched(START_SUBSCRIPTION_PATCH):
+            await self._start_subscription(data)
+        self._set_status(BusinessStatus.READY_FOR_ACTIVATION, f"Ligne {number.msisdn} prête, SIM prête à l'activation")
         return SimActivationResult(
             line_id=data.line_id,
             iccid=data.iccid,
@@ -331,4 +340,22 @@ class SimActivationWorkflow(CfastHierarchy):
             snaic_line_id=self.snaic_line_id,
             ocs_account=account,
             cfast_service_id=service.object_id,
+            subscription_workflow_id=self.subscription_workflow_id,
         )
+
+    async def _start_subscription(self, data: SimActivationInput) -> None:
+        """7. The subscription workflow of a line on a renewing plan, started (or joined) by a local activity
+        with the reconciler's start. The line is active whatever happens here: a start that keeps failing is
+        left to the daily reconciler, never compensated."""
+        try:
+            started = await workflow.execute_local_activity(
+                names.SUBSCRIPTION_START_FOR_LINE,
+                StartLineSubscription(org_id=data.org_id, line_id=data.line_id),
+                result_type=LineSubscriptionStarted,
+                start_to_close_timeout=policies.EXTERNAL_CALL_TIMEOUT,
+                retry_policy=policies.EXTERNAL_CALL_RETRY,
+            )
+        except ActivityError as err:
+            workflow.logger.warning("subscription of line %s not started (the reconciler will): %s", data.line_id, err)
+            return
+        self.subscription_workflow_id = started.workflow_id

@@ -6,16 +6,12 @@ that paid and removes exactly this top-up's balance. A refund that cannot be mad
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
-from temporalio.workflow import ActivityCancellationType
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.contracts import (
@@ -41,25 +37,45 @@ with workflow.unsafe.imports_passed_through():
         SnaicOrderUpdate,
         StripeEventNotice,
         TopUpInput,
-        TopUpNotice,
         TopUpReceipt,
-        TopUpReceiptRecord,
         TopUpResolution,
         TopUpStatusUpdate,
-        UpdateRecordInput,
         snaic_reference,
     )
-    from domain.enums import TOPUP_TERMINAL_STATUSES as TERMINAL
-    from domain.enums import ExternalSystem, MajStatus
-    from domain.security_contracts import AuditRecordInput, EmitEventInput
+    from domain.enums import (
+        BusinessStatus,
+        DeploymentStatus,
+        ExternalSystem,
+        PaymentMethod,
+        SnaicOrderStatus,
+        TopUpPaymentStatus,
+        TopUpStatus,
+    )
+    from domain.errors import ErrorCode, code_of
     from workflows import _policies as policies
     from workflows import activity_names as names
-    from workflows._search import BUSINESS_STATUS
+    from workflows._saga import (
+        Compensation,
+        StaffDecision,
+        StepFailed,
+        await_snaic_order,
+        call,
+        is_cancellation,
+        reason_of,
+        run_compensations,
+    )
+    from workflows.topup_effects import (
+        PAID_BY_LABELS,
+        STEP_WRITES_PATCH,
+        StatusMirror,
+        StepWriter,
+        TopUpFacts,
+        charge_details,
+    )
 
 T = TypeVar("T", bound=BaseModel)
 
 RESOLUTION_ACTIONS = ("retry_refund", "refunded_manually")
-PAID_BY_LABELS = {"card": "carte", "wallet": "portefeuille", "account": "compte"}
 # Histories recorded before money movements were audited and published replay without those steps.
 MONEY_AUDIT_PATCH = "audit-money-movements"
 # BusinessStatus (a visibility write on the server for each change) carries the phase; the step within
@@ -69,14 +85,6 @@ PHASE_STATUS_PATCH = "business-status-by-phase"
 # poll, any later activity; the card payer is fixed before the first charge attempt; Stripe's
 # `idempotency_error` is an unknown outcome; a SNAIC option is cancelled with the rest of the top-up.
 COMPENSATE_EVERY_FAILURE_PATCH = "compensate-every-failure-after-charge"
-BUSINESS_PHASES = {
-    "resolving_line": "charging",
-    "charging": "charging",
-    "crediting": "provisioning",
-    "provisioning_supplier": "provisioning",
-    "billing": "provisioning",
-    "recording": "provisioning",
-}
 
 
 def workflow_id(org_id: str, topup_id: str) -> str:
@@ -87,24 +95,23 @@ def balance_id(topup_id: str) -> str:
     return f"topup-{topup_id}"
 
 
-class StepFailed(Exception):
-    """A provisioning step failed for good; the saga compensates."""
-
-    def __init__(self, step: str, reason: str) -> None:
-        super().__init__(f"{step}: {reason}")
-        self.step = step
-        self.reason = reason
-
-
-def _reason(err: BaseException) -> str:
-    cause = err.cause if isinstance(err, ActivityError) else err
-    if isinstance(cause, ApplicationError):
-        return cause.message
-    return str(cause or err)
+# Charges and declines that tell "the customer's means of payment said no": nothing moved, the top-up fails
+# `declined`; any other refusal fails it `refused`. Old type strings read as these codes (`code_of`).
+DECLINE_CODES = frozenset(
+    {
+        ErrorCode.PAYMENT_DECLINED,
+        ErrorCode.WALLET_NOT_FOUND,
+        ErrorCode.WALLET_DISABLED,
+        ErrorCode.WALLET_CURRENCY_MISMATCH,
+        ErrorCode.WALLET_INSUFFICIENT_FUNDS,
+    }
+)
 
 
-def _error_type(err: ActivityError) -> str | None:
-    return err.cause.type if isinstance(err.cause, ApplicationError) else None
+async def _call(activity: str, arg: Any, result_type: type[T] | None = None, **policy: Any) -> Any:
+    """Every call of the top-up waits, on cancellation, for the attempt in flight: its effect (a credit, a
+    charge) lands before the compensations run, never after them."""
+    return await call(activity, arg, result_type, wait_cancellation=True, **policy)
 
 
 @workflow.defn
@@ -112,20 +119,27 @@ class TopUpWorkflow:
     @workflow.init
     def __init__(self, data: TopUpInput) -> None:
         self.data = data
-        self.status = "pending"
-        self.payment_status = "pending"
+        self.facts = TopUpFacts(data, workflow.info().workflow_id)
+        self.mirror = StatusMirror(lambda: workflow.patched(PHASE_STATUS_PATCH))
+        self.writes = StepWriter(data.topup_id, batched=False)
         self.payment_reference: str | None = None
         self.failure_reason: str | None = None
         self.payment_decided = False
         self.snaic_order_id: str | None = None
         self.snaic_update: SnaicOrderUpdate | None = None
         self.resolution: TopUpResolution | None = None
-        self.step = "pending"
-        self.shown_status: str | None = None
         self.stripe_events: list[StripeEventNotice] = []
         self.attention_rounds = 0
         self.payer: CardPayer | None = None
         self.compensates_every_failure = False
+
+    @property
+    def status(self) -> TopUpStatus:
+        return self.mirror.status
+
+    @property
+    def payment_status(self) -> TopUpPaymentStatus:
+        return self.mirror.payment_status
 
     # --- messages ---------------------------------------------------------------------------
 
@@ -168,17 +182,21 @@ class TopUpWorkflow:
         round_at_call = self.attention_rounds
         self.resolution = resolution
         # Answers with the outcome: settled, or back in needs_attention after another failed attempt.
-        await workflow.wait_condition(lambda: self.status != "needs_attention" or self.attention_rounds > round_at_call)
+        await workflow.wait_condition(
+            lambda: self.status != TopUpStatus.NEEDS_ATTENTION or self.attention_rounds > round_at_call
+        )
         return self.receipt()
 
     @resolve.validator
     def _validate_resolve(self, resolution: TopUpResolution) -> None:
-        if self.status != "needs_attention":
-            raise ApplicationError(f"top-up is {self.status}, not needs_attention", type="NotNeedingAttention")
+        if self.status != TopUpStatus.NEEDS_ATTENTION:
+            raise ApplicationError(
+                f"top-up is {self.status}, not needs_attention", type=ErrorCode.RESOLUTION_NOT_AWAITED
+            )
         if resolution.action not in RESOLUTION_ACTIONS:
-            raise ApplicationError(f"unknown action {resolution.action!r}", type="UnknownResolution")
+            raise ApplicationError(f"unknown action {resolution.action!r}", type=ErrorCode.RESOLUTION_UNKNOWN_ACTION)
         if not resolution.note.strip():
-            raise ApplicationError("a note is required", type="NoteRequired")
+            raise ApplicationError("a note is required", type=ErrorCode.RESOLUTION_NOTE_REQUIRED)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -186,98 +204,34 @@ class TopUpWorkflow:
     def _wf(self) -> str:
         return workflow.info().workflow_id
 
-    async def _act(
-        self,
-        name: str,
-        arg: Any,
-        result_type: type[T] | None = None,
-        *,
-        timeout: timedelta = policies.EXTERNAL_CALL_TIMEOUT,  # noqa: ASYNC109 - an activity timeout
-        retry: RetryPolicy = policies.EXTERNAL_CALL_RETRY,
-        schedule_to_close: timedelta | None = None,
-    ) -> Any:
-        return await workflow.execute_activity(
-            name,
-            arg,
-            result_type=result_type,
-            start_to_close_timeout=timeout,
-            schedule_to_close_timeout=schedule_to_close,
-            retry_policy=retry,
-            # On cancellation, wait for the attempt in flight to end: its effect (a credit, a charge) must
-            # land before the compensations run, never after them.
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        )
+    async def _set(self, status: TopUpStatus | None = None, details: str | None = None, **fields: Any) -> None:
+        self.mirror.apply(status, fields.get("payment_status"), details)
+        await self.writes.status(TopUpStatusUpdate(topup_id=self.data.topup_id, status=status, **fields))
 
-    async def _db(self, name: str, arg: Any) -> None:
-        """Our own database writes (status, MAJ records, receipt) run as local activities: short,
-        idempotent, and without a round trip through the server for each."""
-        await workflow.execute_local_activity(
-            name,
-            arg,
-            start_to_close_timeout=policies.DATABASE_TIMEOUT,
-            retry_policy=policies.DATABASE_RETRY,
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        )
+    async def _record(self, system: ExternalSystem, operation: str, **fields: Any) -> None:
+        await self.writes.record(self.facts.record(system, operation, **fields))
 
-    async def _set(self, status: str | None = None, details: str | None = None, **fields: Any) -> None:
-        if status is not None:
-            self.status = status
-        if "payment_status" in fields:
-            self.payment_status = fields["payment_status"]
-        self._show(status if status in TERMINAL else self.step)
-        if details:
-            workflow.set_current_details(details)
-        await self._db(names.TOPUP_SET_STATUS, TopUpStatusUpdate(topup_id=self.data.topup_id, status=status, **fields))
+    async def _audit_money(self, action: str, **fields: Any) -> None:
+        if workflow.patched(MONEY_AUDIT_PATCH):
+            await self.writes.audit(self.facts.money_audit(action, self.payment_reference, **fields))
 
-    async def _record(
-        self,
-        system: ExternalSystem,
-        operation: str,
-        *,
-        sent: dict[str, Any] | None = None,
-        answer: dict[str, Any] | None = None,
-        ids: dict[str, Any] | None = None,
-        error: str | None = None,
-        attempt: str = "",
-    ) -> None:
-        await self._db(
-            names.RECORD_UPDATE,
-            UpdateRecordInput(
-                reference=f"{self._wf}:{operation}{attempt}",
-                org_id=self.data.org_id,
-                company_id=self.data.company_id,
-                deployment_id=self.data.deployment_id,
-                line_id=self.data.line_id,
-                workflow_id=self._wf,
-                system=system,
-                operation=operation,
-                status=MajStatus.ERROR if error else MajStatus.OK,
-                sent=sent or {},
-                answer=answer or {},
-                ids_obtained=ids or {},
-                error=error,
-            ),
-        )
-
-    def _progress(self, step: str, details: str) -> None:
-        self.step = step
-        self._show(step)
-        workflow.set_current_details(details)
-
-    def _show(self, business: str) -> None:
-        if workflow.patched(PHASE_STATUS_PATCH):
-            business = BUSINESS_PHASES.get(business, business)
-            if business == self.shown_status:
-                return
-        self.shown_status = business
-        workflow.upsert_search_attributes([BUSINESS_STATUS.value_set(business)])
+    async def _publish_payment(self, payment_status: TopUpPaymentStatus) -> None:
+        """The `payment.created` webhook event; a webhook never changes the outcome."""
+        if not workflow.patched(MONEY_AUDIT_PATCH):
+            return
+        event = self.facts.payment_event(payment_status, self.payment_reference)
+        try:
+            await _call(names.WEBHOOKS_EMIT, event, timeout=policies.DATABASE_TIMEOUT, retry=policies.REFUND_RETRY)
+        except ActivityError as err:
+            workflow.logger.warning("payment event not published: %s", reason_of(err))
 
     # --- the saga ---------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, data: TopUpInput) -> TopUpReceipt:
-        compensations: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        compensations: list[Compensation] = []
         self.compensates_every_failure = workflow.patched(COMPENSATE_EVERY_FAILURE_PATCH)
+        self.writes.batched = workflow.patched(STEP_WRITES_PATCH)
         try:
             targets = await self._resolve_targets()
             if targets is None:
@@ -289,30 +243,32 @@ class TopUpWorkflow:
             await self._compensate(compensations, f"{failure.step} : {failure.reason}")
             return self.receipt()
         except BaseException as err:
-            if is_cancelled_exception(err):
+            if is_cancellation(err):
                 await self._compensate(compensations, "recharge annulée")
                 raise
             if isinstance(err, ActivityError) and compensations and self.compensates_every_failure:
                 # Money may have moved: compensate what was registered, never leave a failed workflow behind.
-                await self._compensate(compensations, f"{self.step} : {_reason(err)}")
+                await self._compensate(compensations, f"{self.mirror.step} : {reason_of(err)}")
                 return self.receipt()
             raise
         await self._complete()
         return self.receipt()
 
     async def _resolve_targets(self) -> LineTargets | None:
-        self._progress("resolving_line", "Identifiants SNAIC / CFAST de la ligne")
+        self.mirror.progress(BusinessStatus.RESOLVING_LINE, "Identifiants SNAIC / CFAST de la ligne")
         try:
-            targets: LineTargets = await self._act(
+            targets: LineTargets = await _call(
                 names.TOPUP_RESOLVE_LINE_TARGETS,
                 ResolveLineTargets(line_id=self.data.line_id, org_id=self.data.org_id),
                 LineTargets,
             )
         except ActivityError as err:
-            if _error_type(err) == "line.not_rechargeable":  # e.g. a termination scheduled since the request
-                await self._fail_before_charge("refused", _reason(err))
+            if code_of(err) is ErrorCode.LINE_NOT_RECHARGEABLE:  # e.g. a termination scheduled since the request
+                await self._fail_before_charge(TopUpPaymentStatus.REFUSED, reason_of(err))
             else:
-                await self._fail_before_charge("line_unresolved", f"ligne non provisionnée : {_reason(err)}")
+                await self._fail_before_charge(
+                    TopUpPaymentStatus.LINE_UNRESOLVED, f"ligne non provisionnée : {reason_of(err)}"
+                )
             return None
         if targets.fetched:
             await self._record(
@@ -323,23 +279,22 @@ class TopUpWorkflow:
             )
         return targets
 
-    async def _fail_before_charge(self, payment_status: str, reason: str) -> None:
+    async def _fail_before_charge(self, payment_status: TopUpPaymentStatus, reason: str) -> None:
         self.failure_reason = reason
         # Our records first, then the caller's answer: a read right after the answer agrees with it.
         await self._set(
-            "failed",
+            TopUpStatus.FAILED,
             f"Échec : {reason}",
             payment_status=payment_status,
             failure_reason=reason,
-            deployment_status="failed",
+            deployment_status=DeploymentStatus.FAILED,
         )
+        await self.writes.flush()
         self.payment_decided = True
 
-    async def _charge(
-        self, targets: LineTargets, compensations: list[tuple[str, Callable[[], Awaitable[None]]]]
-    ) -> bool:
+    async def _charge(self, targets: LineTargets, compensations: list[Compensation]) -> bool:
         data = self.data
-        self._progress("charging", f"Paiement de {data.amount_minor / 100:.2f} {data.currency} ({data.payment_method})")
+        self.mirror.progress(BusinessStatus.CHARGING, charge_details(data))
         key = f"{self._wf}:charge"
         request = ChargeRequest(
             topup_id=data.topup_id,
@@ -350,13 +305,13 @@ class TopUpWorkflow:
         )
         # The compensation is registered before the step: a charge whose answer was lost is refunded too.
         compensations.append(("refund", lambda: self._refund(targets)))
-        system = ExternalSystem.CFAST if data.payment_method == "account" else ExternalSystem.STRIPE
+        system = ExternalSystem.CFAST if data.payment_method == PaymentMethod.ACCOUNT else ExternalSystem.STRIPE
         try:
-            if data.payment_method == "card":
+            if data.payment_method == PaymentMethod.CARD:
                 if self.compensates_every_failure and self.payer is None:
                     # Fixed once, in history: every retry of the charge (and the refund's search for it) uses
                     # this customer and card, even if the saved card changes meanwhile.
-                    self.payer = await self._act(
+                    self.payer = await _call(
                         names.PAYMENT_RESOLVE_PAYER,
                         ResolvePayer(topup_id=data.topup_id),
                         CardPayer,
@@ -364,15 +319,15 @@ class TopUpWorkflow:
                         retry=policies.DATABASE_RETRY,
                     )
                     request = request.model_copy(update={"payer": self.payer})
-                outcome: ChargeOutcome = await self._act(
+                outcome: ChargeOutcome = await _call(
                     names.PAYMENT_CHARGE_CARD,
                     request,
                     ChargeOutcome,
                     retry=policies.CHARGE_RETRY,
                     schedule_to_close=timedelta(seconds=data.charge_window_s),
                 )
-            elif data.payment_method == "wallet":
-                outcome = await self._act(
+            elif data.payment_method == PaymentMethod.WALLET:
+                outcome = await _call(
                     names.LEDGER_DEBIT_WALLET,
                     request,
                     ChargeOutcome,
@@ -380,7 +335,7 @@ class TopUpWorkflow:
                     retry=policies.DATABASE_RETRY,
                 )
             else:
-                article = await self._act(
+                article = await _call(
                     names.CFAST_ADD_ONE_OFF_ARTICLE,
                     CfastArticleRequest(
                         cfast_service_id=targets.cfast_service_id,
@@ -396,58 +351,60 @@ class TopUpWorkflow:
                     schedule_to_close=timedelta(seconds=data.charge_window_s),
                 )
                 outcome = ChargeOutcome(
-                    payment_status="on_account",
+                    payment_status=TopUpPaymentStatus.ON_ACCOUNT,
                     payment_reference=article.object_id,
                     sent=article.sent,
                     answer=article.answer,
                 )
         except ActivityError as err:
-            reason = _reason(err)
-            error_type = _error_type(err) or ""
-            if data.payment_method != "wallet" and system is ExternalSystem.CFAST:
+            reason = reason_of(err)
+            code = code_of(err)
+            if data.payment_method != PaymentMethod.WALLET and system is ExternalSystem.CFAST:
                 await self._record(system, "add_one_off_article", error=reason)
-            elif data.payment_method == "card":
+            elif data.payment_method == PaymentMethod.CARD:
                 await self._record(system, "charge", error=reason)
             refused = isinstance(err.cause, ApplicationError) and err.cause.non_retryable
-            if refused and self.compensates_every_failure and error_type == "stripe.idempotency_error":
+            if refused and self.compensates_every_failure and code is ErrorCode.STRIPE_CONFLICT:
                 refused = False  # the key's first request may have charged: resolved by the refund's search
             if refused:
                 compensations.clear()  # declined: no money moved
-                status = "declined" if ("declin" in error_type or "wallet" in error_type) else "refused"
+                status = TopUpPaymentStatus.DECLINED if code in DECLINE_CODES else TopUpPaymentStatus.REFUSED
                 await self._fail_before_charge(status, reason)
                 return False
             # The outcome of the charge is unknown after every retry: only a human can tell.
             self.failure_reason = f"paiement : résultat inconnu ({reason})"
+            await self.writes.flush()
             self.payment_decided = True
             await self._compensate(compensations, self.failure_reason)
             return False
         self.payment_reference = outcome.payment_reference
         await self._set(
-            "charged",
+            TopUpStatus.CHARGED,
             "Paiement accepté, provisionnement en cours",
             payment_status=outcome.payment_status,
             payment_reference=outcome.payment_reference,
-            deployment_status="in_progress",
+            deployment_status=DeploymentStatus.IN_PROGRESS,
         )
-        self.payment_decided = True
-        if data.payment_method != "wallet":
+        if not self.writes.batched:
+            self.payment_decided = True  # runs started before STEP_WRITES_PATCH answered before the records
+        if data.payment_method != PaymentMethod.WALLET:
             await self._record(
                 system,
-                "add_one_off_article" if data.payment_method == "account" else "charge",
+                "add_one_off_article" if data.payment_method == PaymentMethod.ACCOUNT else "charge",
                 sent=outcome.sent,
                 answer=outcome.answer,
                 ids={"payment_reference": outcome.payment_reference},
             )
         await self._audit_money("topup.charge", payment_status=outcome.payment_status)
+        await self.writes.flush()
+        self.payment_decided = True
         await self._publish_payment(outcome.payment_status)
         return True
 
-    async def _provision(
-        self, targets: LineTargets, compensations: list[tuple[str, Callable[[], Awaitable[None]]]]
-    ) -> None:
+    async def _provision(self, targets: LineTargets, compensations: list[Compensation]) -> None:
         data = self.data
         # OCS: exactly this top-up's balance, check-and-skip so a retry never resets consumed data.
-        self._progress("crediting", "Crédit du solde data (OCS)")
+        self.mirror.progress(BusinessStatus.CREDITING, "Crédit du solde data (OCS)")
         credit = OcsCreditRequest(
             account=targets.ocs_account,
             balance_id=balance_id(data.topup_id),
@@ -459,10 +416,10 @@ class TopUpWorkflow:
         )
         compensations.append(("remove_balance", lambda: self._remove_balance(targets)))
         try:
-            credited: ExternalCallResult = await self._act(names.OCS_CREDIT_DATA, credit, ExternalCallResult)
+            credited: ExternalCallResult = await _call(names.OCS_CREDIT_DATA, credit, ExternalCallResult)
         except ActivityError as err:
-            await self._record(ExternalSystem.OCS, "credit_data", sent=credit.model_dump(), error=_reason(err))
-            raise StepFailed("OCS", _reason(err)) from err
+            await self._record(ExternalSystem.OCS, "credit_data", sent=credit.model_dump(), error=reason_of(err))
+            raise StepFailed("OCS", reason_of(err)) from err
         await self._record(
             ExternalSystem.OCS,
             "credit_data",
@@ -472,7 +429,7 @@ class TopUpWorkflow:
         )
 
         # SNAIC: the supplier's one-off option, completed asynchronously (callback, polling as fallback).
-        self._progress("provisioning_supplier", "Option ponctuelle chez le fournisseur (SNAIC)")
+        self.mirror.progress(BusinessStatus.PROVISIONING_SUPPLIER, "Option ponctuelle chez le fournisseur (SNAIC)")
         option = SnaicOptionRequest(
             snaic_line_id=targets.snaic_line_id,
             option_code=data.article_code,
@@ -485,10 +442,12 @@ class TopUpWorkflow:
             # cancelled with the rest of a refunded top-up.
             compensations.append(("cancel_snaic_option", lambda: self._cancel_option(option)))
         try:
-            accepted: SnaicOrderAccepted = await self._act(names.SNAIC_ADD_ONE_OFF_OPTION, option, SnaicOrderAccepted)
+            accepted: SnaicOrderAccepted = await _call(names.SNAIC_ADD_ONE_OFF_OPTION, option, SnaicOrderAccepted)
         except ActivityError as err:
-            await self._record(ExternalSystem.SNAIC, "add_one_off_option", sent=option.model_dump(), error=_reason(err))
-            raise StepFailed("SNAIC", _reason(err)) from err
+            await self._record(
+                ExternalSystem.SNAIC, "add_one_off_option", sent=option.model_dump(), error=reason_of(err)
+            )
+            raise StepFailed("SNAIC", reason_of(err)) from err
         self.snaic_order_id = accepted.order_id
         await self._record(
             ExternalSystem.SNAIC,
@@ -497,8 +456,9 @@ class TopUpWorkflow:
             answer=accepted.answer,
             ids={"order_id": accepted.order_id},
         )
+        await self.writes.flush()  # the OCS credit and the SNAIC order are on record while the order runs
         result = await self._await_snaic_order(accepted.order_id)
-        if result.status != "completed":
+        if result.status != SnaicOrderStatus.COMPLETED:
             reason = result.reason or result.status
             await self._record(ExternalSystem.SNAIC, "one_off_option_result", answer=result.model_dump(), error=reason)
             raise StepFailed("SNAIC", reason)
@@ -508,8 +468,8 @@ class TopUpWorkflow:
 
         # CFAST: the billed record of the option. Paid by card or wallet, it is recorded at 0 € so the
         # customer's invoice does not bill it a second time; on account the charge step already billed it.
-        if data.payment_method != "account":
-            self._progress("billing", "Option ponctuelle dans CFAST")
+        if data.payment_method != PaymentMethod.ACCOUNT:
+            self.mirror.progress(BusinessStatus.BILLING, "Option ponctuelle dans CFAST")
             article = CfastArticleRequest(
                 cfast_service_id=targets.cfast_service_id,
                 article_code=data.article_code,
@@ -521,14 +481,12 @@ class TopUpWorkflow:
             )
             compensations.append(("cancel_cfast_article", lambda: self._cancel_article(targets, "cfast-article")))
             try:
-                billed: ExternalCallResult = await self._act(
-                    names.CFAST_ADD_ONE_OFF_ARTICLE, article, ExternalCallResult
-                )
+                billed: ExternalCallResult = await _call(names.CFAST_ADD_ONE_OFF_ARTICLE, article, ExternalCallResult)
             except ActivityError as err:
                 await self._record(
-                    ExternalSystem.CFAST, "add_one_off_article", sent=article.model_dump(), error=_reason(err)
+                    ExternalSystem.CFAST, "add_one_off_article", sent=article.model_dump(), error=reason_of(err)
                 )
-                raise StepFailed("CFAST", _reason(err)) from err
+                raise StepFailed("CFAST", reason_of(err)) from err
             await self._record(
                 ExternalSystem.CFAST,
                 "add_one_off_article",
@@ -539,124 +497,40 @@ class TopUpWorkflow:
 
     async def _await_snaic_order(self, order_id: str) -> SnaicOrderUpdate:
         sla = timedelta(seconds=self.data.snaic_callback_sla_s)
-        poll_every = max(sla / 5, timedelta(seconds=1))
-        waited = timedelta()
-        while True:
+
+        async def poll() -> SnaicOrderUpdate:
             try:
-                await workflow.wait_condition(lambda: self.snaic_update is not None, timeout=poll_every)
-            except TimeoutError:
-                waited += poll_every
-            if self.snaic_update is not None and self.snaic_update.status != "pending":
-                return self.snaic_update
-            try:
-                polled: SnaicOrderUpdate = await self._act(
+                polled: SnaicOrderUpdate = await _call(
                     names.SNAIC_GET_ORDER, SnaicOrderPoll(order_id=order_id), SnaicOrderUpdate
                 )
             except ActivityError as err:
-                if not self.compensates_every_failure or is_cancelled_exception(err):
+                if not self.compensates_every_failure or is_cancellation(err):
                     raise
-                await self._record(ExternalSystem.SNAIC, "get_order", sent={"order_id": order_id}, error=_reason(err))
-                raise StepFailed("SNAIC", f"commande {order_id} illisible : {_reason(err)}") from err
-            if polled.status != "pending":
-                return polled
-            if waited >= sla:
-                return SnaicOrderUpdate(
-                    order_id=order_id,
-                    line_id=polled.line_id,
-                    status="timeout",
-                    reason=f"aucune réponse de SNAIC sous {int(sla.total_seconds())} s",
-                )
+                await self._record(ExternalSystem.SNAIC, "get_order", sent={"order_id": order_id}, error=reason_of(err))
+                raise StepFailed("SNAIC", f"commande {order_id} illisible : {reason_of(err)}") from err
+            return polled
+
+        return await await_snaic_order(
+            order_id,
+            arrived=lambda: self.snaic_update,
+            poll=poll,
+            sla=sla,
+            poll_every=max(sla / 5, timedelta(seconds=1)),
+        )
 
     async def _complete(self) -> None:
-        data = self.data
-        self._progress("recording", "Transaction et reçu")
-        await self._db(
-            names.TOPUP_RECORD_RECEIPT,
-            TopUpReceiptRecord(topup_id=data.topup_id, workflow_id=self._wf, reference_prefix=self._wf),
-        )
-        await self._notify(
-            "completed",
-            "Recharge effectuée",
-            f"Votre recharge de {data.quantity} Go sur le {data.msisdn} est active.",
-            "topup.completed",
-        )
-        await self._set("completed", "Recharge terminée", deployment_status="completed")
-
-    async def _notify(self, suffix: str, subject: str, body: str, event_type: str) -> None:
-        notice = TopUpNotice(
-            topup_id=self.data.topup_id,
-            reference=f"{self._wf}:notify-{suffix}",
-            subject=subject,
-            body=body,
-            event_type=event_type,
-        )
-        try:
-            await self._act(names.TOPUP_NOTIFY, notice, timeout=policies.DATABASE_TIMEOUT, retry=policies.REFUND_RETRY)
-        except ActivityError as err:  # a notification never changes the money outcome
-            workflow.logger.warning("notification failed: %s", _reason(err))
-
-    async def _audit_money(
-        self, action: str, *, actor: str = "system", actor_kind: str = "workflow", **details: Any
-    ) -> None:
-        """One audit row per money movement (charge, refund), written once however often it is retried."""
-        if not workflow.patched(MONEY_AUDIT_PATCH):
-            return
-        data = self.data
-        await self._db(
-            names.AUDIT_RECORD,
-            AuditRecordInput(
-                reference=f"{self._wf}:audit:{action}",
-                action=action,
-                actor=actor,
-                actor_kind=actor_kind,
-                org_id=data.org_id,
-                company_id=data.company_id,
-                target=f"recharge:{data.topup_id}",
-                workflow_id=self._wf,
-                details={
-                    "amount_minor": data.amount_minor,
-                    "currency": data.currency,
-                    "payment_method": data.payment_method,
-                    "payment_reference": self.payment_reference,
-                    "line_id": data.line_id,
-                    **details,
-                },
-            ),
-        )
-
-    async def _publish_payment(self, payment_status: str) -> None:
-        """The `payment.created` webhook event (seed 000 catalogue); a webhook never changes the outcome."""
-        if not workflow.patched(MONEY_AUDIT_PATCH):
-            return
-        data = self.data
-        event = EmitEventInput(
-            org_id=data.org_id,
-            event_type="payment.created",
-            event_id=f"payment-{data.topup_id}",  # stable and unique: one event per top-up
-            data={
-                "recharge_id": data.topup_id,
-                "company_id": data.company_id,
-                "line_id": data.line_id,
-                "msisdn": data.msisdn,
-                "iccid": data.iccid,
-                "amount_minor": data.amount_minor,
-                "currency": data.currency,
-                "payment_method": data.payment_method,
-                "payment_status": payment_status,
-                "payment_reference": self.payment_reference,
-            },
-        )
-        try:
-            await self._act(names.WEBHOOKS_EMIT, event, timeout=policies.DATABASE_TIMEOUT, retry=policies.REFUND_RETRY)
-        except ActivityError as err:
-            workflow.logger.warning("payment event not published: %s", _reason(err))
+        self.mirror.progress(BusinessStatus.RECORDING, "Transaction et reçu")
+        await self.writes.receipt(self.facts.receipt())
+        await self.writes.notice(self.facts.completed_notice())
+        await self._set(TopUpStatus.COMPLETED, "Recharge terminée", deployment_status=DeploymentStatus.COMPLETED)
+        await self.writes.flush()
 
     # --- compensations ----------------------------------------------------------------------
 
     async def _refund(self, targets: LineTargets) -> None:
         data = self.data
         key = f"{self._wf}:refund"
-        if data.payment_method == "account":
+        if data.payment_method == PaymentMethod.ACCOUNT:
             await self._cancel_article(targets, "charge")
             refund_reference = f"cfast-cancel:topup:{data.topup_id}"
         else:
@@ -668,9 +542,11 @@ class TopUpWorkflow:
                 currency=data.currency,
                 payer=self.payer,
             )
-            name = names.PAYMENT_REFUND_CARD if data.payment_method == "card" else names.LEDGER_REFUND_WALLET
+            name = (
+                names.PAYMENT_REFUND_CARD if data.payment_method == PaymentMethod.CARD else names.LEDGER_REFUND_WALLET
+            )
             try:
-                refunded: RefundOutcome = await self._act(
+                refunded: RefundOutcome = await _call(
                     name,
                     request,
                     RefundOutcome,
@@ -678,11 +554,11 @@ class TopUpWorkflow:
                     schedule_to_close=policies.REFUND_SCHEDULE_TO_CLOSE,
                 )
             except ActivityError as err:
-                if data.payment_method == "card":
-                    await self._record(ExternalSystem.STRIPE, "refund", sent=request.model_dump(), error=_reason(err))
+                if data.payment_method == PaymentMethod.CARD:
+                    await self._record(ExternalSystem.STRIPE, "refund", sent=request.model_dump(), error=reason_of(err))
                 raise
             refund_reference = refunded.refund_reference
-            if data.payment_method == "card":
+            if data.payment_method == PaymentMethod.CARD:
                 await self._record(
                     ExternalSystem.STRIPE,
                     "refund",
@@ -690,14 +566,14 @@ class TopUpWorkflow:
                     answer=refunded.answer,
                     ids={"refund": refunded.refund_reference},
                 )
-        await self._set(None, payment_status="refunded", refund_reference=refund_reference)
+        await self._set(None, payment_status=TopUpPaymentStatus.REFUNDED, refund_reference=refund_reference)
         await self._audit_money("topup.refund", refund_reference=refund_reference)
 
     async def _remove_balance(self, targets: LineTargets) -> None:
         request = OcsRemoveRequest(
             account=targets.ocs_account, balance_id=balance_id(self.data.topup_id), request_id=f"{self._wf}:ocs-remove"
         )
-        await self._act(
+        await _call(
             names.OCS_REMOVE_BALANCE,
             request,
             retry=policies.REFUND_RETRY,
@@ -711,7 +587,7 @@ class TopUpWorkflow:
             reference=option.reference,
             idempotency_key=f"{self._wf}:cancel-snaic-option",
         )
-        result: ExternalCallResult = await self._act(
+        result: ExternalCallResult = await _call(
             names.SNAIC_CANCEL_ONE_OFF_OPTION,
             request,
             ExternalCallResult,
@@ -726,7 +602,7 @@ class TopUpWorkflow:
             reference=f"topup:{self.data.topup_id}",
             idempotency_key=f"{self._wf}:cancel-{step}",
         )
-        result: ExternalCallResult = await self._act(
+        result: ExternalCallResult = await _call(
             names.CFAST_CANCEL_ONE_OFF_ARTICLE,
             request,
             ExternalCallResult,
@@ -737,69 +613,61 @@ class TopUpWorkflow:
             ExternalSystem.CFAST, "cancel_one_off_article", sent=result.sent, answer=result.answer, attempt=f"-{step}"
         )
 
-    async def _compensate(self, compensations: list[tuple[str, Callable[[], Awaitable[None]]]], reason: str) -> None:
+    async def _compensate(self, compensations: list[Compensation], reason: str) -> None:
         """Runs the registered compensations in reverse. A compensation that keeps failing leaves the
         top-up in needs_attention until staff resolve it (retry, or confirm a manual refund)."""
         self.failure_reason = reason
         self.payment_decided = True
-        self._progress("compensating", f"Annulation : {reason}")
-        pending = list(reversed(compensations))
+        self.mirror.progress(BusinessStatus.COMPENSATING, f"Annulation : {reason}")
+        registered = list(compensations)
         compensations.clear()
-        while pending:
-            failed: list[tuple[str, Callable[[], Awaitable[None]]]] = []
-            errors: list[str] = []
-            for name, compensation in pending:
-                try:
-                    await asyncio.shield(asyncio.ensure_future(compensation()))
-                except ActivityError as err:
-                    failed.append((name, compensation))
-                    errors.append(f"{name}: {_reason(err)}")
-            if not failed:
-                break
+        refunded_manually = False
+
+        async def ask_staff(failed: list[Compensation], errors: list[str]) -> StaffDecision:
+            nonlocal refunded_manually
             self.attention_rounds += 1
             await self._set(
-                "needs_attention",
+                TopUpStatus.NEEDS_ATTENTION,
                 "Remboursement impossible : intervention requise",
-                payment_status="refund_failed" if any(n == "refund" for n, _ in failed) else self.payment_status,
+                payment_status=TopUpPaymentStatus.REFUND_FAILED
+                if any(n == "refund" for n, _ in failed)
+                else self.payment_status,
                 failure_reason=f"{reason} ; compensation en échec : {'; '.join(errors)}",
-                deployment_status="needs_attention",
+                deployment_status=DeploymentStatus.NEEDS_ATTENTION,
             )
-            await self._notify(
-                "attention",
-                "Recharge en attente",
-                "Votre recharge est en cours de vérification.",
-                "topup.needs_attention",
-            )
+            await self.writes.notice(self.facts.attention_notice())
+            await self.writes.flush()
             await workflow.wait_condition(lambda: self.resolution is not None)
             resolution = self.resolution
             assert resolution is not None
-            if resolution.action == "refunded_manually":
-                await self._set(
-                    "refunded",
-                    "Remboursement manuel confirmé",
-                    payment_status="refunded",
-                    resolution_note=f"{resolution.actor}: {resolution.note}",
-                    deployment_status="failed",
-                )
-                await self._audit_money(
-                    "topup.refund_confirmed_manually", actor=resolution.actor, actor_kind="staff", note=resolution.note
-                )
-                self.resolution = None
-                return
-            pending = failed
             self.resolution = None
-        charged = self.payment_status in ("refunded",)
-        final = "refunded" if charged else "failed"
+            if resolution.action != "refunded_manually":
+                return "retry"
+            refunded_manually = True
+            await self._set(
+                TopUpStatus.REFUNDED,
+                "Remboursement manuel confirmé",
+                payment_status=TopUpPaymentStatus.REFUNDED,
+                resolution_note=f"{resolution.actor}: {resolution.note}",
+                deployment_status=DeploymentStatus.FAILED,
+            )
+            await self._audit_money(
+                "topup.refund_confirmed_manually", actor=resolution.actor, actor_kind="staff", note=resolution.note
+            )
+            await self.writes.flush()
+            return "resolved_manually"
+
+        await run_compensations(registered, ask_staff=ask_staff, shield=True)
+        if refunded_manually:
+            return
+        charged = self.payment_status == TopUpPaymentStatus.REFUNDED
+        final = TopUpStatus.REFUNDED if charged else TopUpStatus.FAILED
         await self._set(
             final,
             f"Recharge {'remboursée' if charged else 'échouée'} : {reason}",
             failure_reason=reason,
-            deployment_status="failed",
+            deployment_status=DeploymentStatus.FAILED,
         )
         if charged:
-            await self._notify(
-                "refunded",
-                "Recharge remboursée",
-                "Nous n'avons pas pu compléter votre recharge. Votre paiement a été remboursé.",
-                "topup.refunded",
-            )
+            await self.writes.notice(self.facts.refunded_notice())
+        await self.writes.flush()

@@ -15,6 +15,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from domain.enums import BusinessStatus
     from domain.security_contracts import (
         WebhookAttemptResult,
         WebhookDeliveryFinished,
@@ -33,13 +34,13 @@ def workflow_id(org_id: str, event_id: str, endpoint_id: str) -> str:
 @workflow.defn
 class WebhookDeliveryWorkflow:
     def __init__(self) -> None:
-        self.status = "delivering"
+        self.status = BusinessStatus.DELIVERING
 
     @workflow.query
     def business_status(self) -> str:
         return self.status
 
-    def _set_status(self, status: str, details: str) -> None:
+    def _set_status(self, status: BusinessStatus, details: str) -> None:
         self.status = status
         workflow.upsert_search_attributes([BUSINESS_STATUS.value_set(status)])
         workflow.set_current_details(details)
@@ -49,7 +50,7 @@ class WebhookDeliveryWorkflow:
         retry = dataclasses.replace(
             policies.WEBHOOK_RETRY, initial_interval=timedelta(seconds=max(0.05, data.retry_initial_s))
         )
-        self._set_status("delivering", f"Événement {data.event_id} vers l'endpoint {data.endpoint_id}")
+        self._set_status(BusinessStatus.DELIVERING, f"Événement {data.event_id} vers l'endpoint {data.endpoint_id}")
         try:
             result: WebhookAttemptResult = await workflow.execute_activity(
                 names.WEBHOOK_DELIVER,
@@ -70,7 +71,7 @@ class WebhookDeliveryWorkflow:
                 start_to_close_timeout=policies.DATABASE_TIMEOUT,
                 retry_policy=policies.DATABASE_RETRY,
             )
-            self._set_status("failed", f"Abandon : {reason}")
+            self._set_status(BusinessStatus.FAILED, f"Abandon : {reason}")
             return WebhookDeliveryResult(delivery_id=data.delivery_id, delivered=False, error=reason)
-        self._set_status("delivered", f"Livré (HTTP {result.status_code})")
+        self._set_status(BusinessStatus.DELIVERED, f"Livré (HTTP {result.status_code})")
         return WebhookDeliveryResult(delivery_id=data.delivery_id, delivered=True, status_code=result.status_code)

@@ -11,15 +11,16 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import or_, select
 from temporalio.service import RPCError
 
-from api.authz import Action
 from api.deps import SessionDep, SettingsDep, StateDep
 from api.portal.columns import COLUMNS_COOKIE, ColumnLayout
 from api.portal.routes import page, scope_of
 from api.portal.security import CsrfChecked, PortalNotFound, PortalPrincipalDep, PortalRoute
 from api.routes.bulk import bulk_out, launch_bulk, load_bulk, read_details_upload, sims_csv
+from domain.authz import Action
 from domain.enums import BULK_KIND_LABELS_FR, BulkOperationKind, BulkOperationStatus
 from domain.errors import DomainError
-from domain.models import BulkOperation, BulkOperationItem, Company, Plan, Rule
+from domain.models import BulkOperation, BulkOperationItem, Company, EndUser, Plan, Rule
+from domain.services import listings
 from domain.services.bulk import STATUS_LABELS, bulk_report_csv
 from domain.services.portal_queries import selected_iccids
 from workflows.bulk import BulkOperationWorkflow
@@ -65,6 +66,7 @@ async def prepare(
     companies = select(Company).order_by(Company.name)
     plans = select(Plan).order_by(Plan.name)
     rules = select(Rule).order_by(Rule.name)
+    end_users = listings.end_users_query(principal).order_by(EndUser.email)
     if scope.org_id is not None:
         companies = companies.where(Company.org_id == scope.org_id)
         plans = plans.where(Plan.org_id == scope.org_id)
@@ -80,6 +82,7 @@ async def prepare(
         "companies": list((await session.execute(companies.limit(500))).scalars()),
         "plans": list((await session.execute(plans.limit(500))).scalars()),
         "rules": list((await session.execute(rules.limit(500))).scalars()),
+        "end_users": list((await session.execute(end_users.limit(500))).scalars()),
     }
     return page(request, settings, principal, "portal/bulk/new.html", context, nav="sims")
 
@@ -89,7 +92,8 @@ def _params(kind: BulkOperationKind, form: Any) -> dict[str, Any]:
         return str(form.get(name) or "").strip()
 
     if kind in (BulkOperationKind.ACTIVATE,):
-        return {"company_id": value("company_id"), "plan_id": value("plan_id")}
+        chosen = {"company_id": value("company_id"), "plan_id": value("plan_id")}
+        return chosen | ({"end_user_id": value("end_user_id")} if value("end_user_id") else {})
     if kind is BulkOperationKind.CHANGE_PLAN:
         return {"plan_id": value("plan_id")}
     if kind is BulkOperationKind.ASSIGN_COMPANY:

@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from sqlalchemy import select
 
-from api.authz import Action, TenantChain, authorize, scope_org_id
 from api.deps import SessionDep, SettingsDep
 from api.portal.routes import page
 from api.portal.security import CsrfChecked, PortalForbidden, PortalNotFound, PortalPrincipalDep, PortalRoute
+from domain.authz import Action, TenantChain, authorize, scope_org_id
 from domain.errors import DomainError
 from domain.models import Organisation, SimImport
 from domain.services.sim_imports import errors_csv, import_records

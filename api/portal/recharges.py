@@ -12,13 +12,13 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.authz import Action, Principal, TenantChain, authorize
 from api.deps import SessionDep, SettingsDep, StateDep
 from api.portal.routes import page, scope_of
 from api.portal.security import CsrfChecked, PortalNotFound, PortalPrincipalDep, PortalRoute
-from api.routes.recharges import recharge_line
+from api.topups import recharge_line
+from domain.authz import Action, Principal, TenantChain, authorize
 from domain.enums import TOPUP_TERMINAL_STATUSES as TERMINAL
-from domain.enums import LineStatus, PaymentMethod
+from domain.enums import LineStatus, PaymentMethod, TopUpPaymentStatus, TopUpSource, TopUpStatus
 from domain.errors import DomainError
 from domain.models import CatalogueArticle, Deployment, Line, SimCard, TopUp, UpdateRecord
 from domain.services.portal_queries import selected_iccids
@@ -27,24 +27,28 @@ from infra.settings import Settings
 router = APIRouter(prefix="/portal", route_class=PortalRoute, include_in_schema=False)
 
 STATUS_LABELS_FR = {
-    "pending": "En attente",
-    "charged": "Payée, provisionnement en cours",
-    "completed": "Terminée",
-    "refunded": "Remboursée",
-    "failed": "Échouée",
-    "needs_attention": "Intervention requise",
+    TopUpStatus.PENDING: "En attente",
+    TopUpStatus.CHARGED: "Payée, provisionnement en cours",
+    TopUpStatus.COMPLETED: "Terminée",
+    TopUpStatus.REFUNDED: "Remboursée",
+    TopUpStatus.FAILED: "Échouée",
+    TopUpStatus.NEEDS_ATTENTION: "Intervention requise",
 }
 PAYMENT_LABELS_FR = {
-    "pending": "En attente",
-    "succeeded": "Payée",
-    "on_account": "Sur compte",
-    "declined": "Refusée",
-    "refused": "Refusée",
-    "refunded": "Remboursée",
-    "refund_failed": "Remboursement en échec",
-    "line_unresolved": "Non débitée",
+    TopUpPaymentStatus.PENDING: "En attente",
+    TopUpPaymentStatus.SUCCEEDED: "Payée",
+    TopUpPaymentStatus.ON_ACCOUNT: "Sur compte",
+    TopUpPaymentStatus.DECLINED: "Refusée",
+    TopUpPaymentStatus.REFUSED: "Refusée",
+    TopUpPaymentStatus.REFUNDED: "Remboursée",
+    TopUpPaymentStatus.REFUND_FAILED: "Remboursement en échec",
+    TopUpPaymentStatus.LINE_UNRESOLVED: "Non débitée",
 }
-METHOD_LABELS_FR = {"card": "Carte enregistrée", "wallet": "Portefeuille", "account": "Sur compte (CFAST)"}
+METHOD_LABELS_FR = {
+    PaymentMethod.CARD: "Carte enregistrée",
+    PaymentMethod.WALLET: "Portefeuille",
+    PaymentMethod.ACCOUNT: "Sur compte (CFAST)",
+}
 
 
 def _key(batch: str, line_id: str) -> str:
@@ -77,7 +81,9 @@ async def recharge_selection(
     problems: list[str] = [f"{i} : aucune ligne active" for i in iccids if i not in {x for _, x in lines}]
     for line, iccid in lines:
         try:
-            await recharge_line(state, principal, line.id, data_gb, payment_method, _key(batch, line.id), "portal")
+            await recharge_line(
+                session, state, principal, line.id, data_gb, payment_method, _key(batch, line.id), TopUpSource.PORTAL
+            )
         except DomainError as err:
             problems.append(f"{iccid} : {err.reason}")
     if problems:
@@ -102,7 +108,7 @@ async def _batch_page(
     if scope.company_id is not None:
         query = query.where(TopUp.company_id == scope.company_id)
     if batch:
-        query = query.where(TopUp.source == "portal", TopUp.idempotency_key.startswith(batch[:16]))
+        query = query.where(TopUp.source == TopUpSource.PORTAL, TopUp.idempotency_key.startswith(batch[:16]))
     rows = (await session.execute(query.limit(200))).all()
     context = {
         "rows": rows,

@@ -6,6 +6,7 @@ session/CSRF/errors in `api.portal.security`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -13,12 +14,13 @@ import segno
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from markupsafe import Markup
+from sqlalchemy.orm import undefer
 
-from api.authz import Principal, PrincipalKind
 from api.deps import SessionDep, SettingsDep, issue_token, principal_from_token
-from api.login import LoginPolicy, audit_auth, authenticate, change_own_password
+from api.login import Authenticated, LoginPolicy, audit_auth, authenticate, change_own_password
 from api.portal.columns import COLUMNS_COOKIE, ColumnLayout
 from api.portal.security import (
+    HOME_PATH,
     LOGIN_PATH,
     PASSWORD_PATH,
     SESSION_COOKIE,
@@ -34,21 +36,26 @@ from api.portal.security import (
     safe_next,
     set_session_cookie,
 )
-from api.portal.templating import line_query, render, temporal_search_url
+from api.portal.templating import CFAST_STATUS_LABELS_FR, line_query, render, temporal_search_url
+from domain.authz import Action, Area, Principal, PrincipalKind
+from domain.csv_files import write_csv
 from domain.enums import SIM_STATUS_LABELS_FR, SimStatus
 from domain.errors import AuthenticationFailed, PermissionDenied, TotpRequired, ValidationFailed
 from domain.identifiers import InvalidIdentifier, normalize_iccid, normalize_msisdn
+from domain.models import Company, EndUser, Organisation
+from domain.pagination import by_id
 from domain.services.accounts import get_account
+from domain.services.listings import companies_query, end_users_query
 from domain.services.portal_queries import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
+    CompanyRow,
     SimFilters,
     ViewScope,
     company_sites,
     company_update_records,
     get_company,
     get_sim_detail,
-    list_companies,
     list_sims_page,
     sim_filter_options,
 )
@@ -59,6 +66,7 @@ router = APIRouter(prefix="/portal", route_class=PortalRoute, include_in_schema=
 
 SIM_TABS = {"details": "Détails", "usage": "Utilisation", "journal": "Journal"}
 PAGE_SIZES = (25, 50, 100, 200)
+COMPANY_PAGE_SIZE = 50
 
 
 def scope_of(principal: Principal) -> ViewScope:
@@ -133,17 +141,20 @@ async def login_form(request: Request, session: SessionDep, settings: SettingsDe
     return _login_page(request, settings, next_path=safe_next(next), status=200)
 
 
-@router.post("/login", dependencies=[CsrfChecked])
-async def login_submit(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    email: Annotated[str, Form(max_length=320)] = "",
-    password: Annotated[str, Form(max_length=1024)] = "",
-    totp: Annotated[str, Form(max_length=32)] = "",
-    next: Annotated[str, Form(max_length=2000)] = "",
-) -> Response:
-    target = safe_next(next)
+@dataclass(frozen=True)
+class FormLogin:
+    """The outcome of a login form: who logged in, or the French message and whether the 2FA code is asked."""
+
+    who: Authenticated | None
+    error: str | None = None
+    totp_needed: bool = False
+
+
+async def form_login(
+    request: Request, session: SessionDep, settings: Settings, email: str, password: str, totp: str
+) -> FormLogin:
+    """The login of the portal's and the self-care space's forms: `authenticate` (throttles, lockout, audit,
+    TOTP or backup code), the same as the API's token endpoint."""
     try:
         who = await authenticate(
             session,
@@ -155,23 +166,38 @@ async def login_submit(
             policy=LoginPolicy.from_settings(settings),
         )
     except TotpRequired:
-        return _login_page(
-            request,
-            settings,
-            next_path=target,
-            email=email,
-            error="Ce compte est protégé par la double authentification : saisissez aussi le code à 6 chiffres.",
-            status=401,
+        return FormLogin(
+            None,
+            "Ce compte est protégé par la double authentification : saisissez aussi le code à 6 chiffres.",
             totp_needed=True,
         )
     except AuthenticationFailed:
+        return FormLogin(None, "Adresse e-mail ou mot de passe incorrect (ou compte temporairement verrouillé).")
+    return FormLogin(who)
+
+
+@router.post("/login", dependencies=[CsrfChecked])
+async def login_submit(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    email: Annotated[str, Form(max_length=320)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    totp: Annotated[str, Form(max_length=32)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    target = safe_next(next)
+    outcome = await form_login(request, session, settings, email, password, totp)
+    who = outcome.who
+    if who is None:
         return _login_page(
             request,
             settings,
             next_path=target,
             email=email,
-            error="Adresse e-mail ou mot de passe incorrect (ou compte temporairement verrouillé).",
+            error=outcome.error,
             status=401,
+            totp_needed=outcome.totp_needed,
         )
     if who.kind is not PrincipalKind.STAFF:
         return _login_page(
@@ -179,7 +205,10 @@ async def login_submit(
             settings,
             next_path=target,
             email=email,
-            error="Ce portail est réservé au personnel. Les utilisateurs finaux se connectent à l'espace client.",
+            error=(
+                "Ce portail est réservé au personnel. "
+                "Les utilisateurs finaux se connectent à l'espace client : /self-care."
+            ),
             status=403,
         )
     if who.must_change_password:  # an administrator set this password: it is changed before anything else
@@ -233,33 +262,44 @@ async def password_submit(
     """The password change of `/api/v1/auth/password/change` (`change_own_password`), then a fresh
     session: the change revokes every session opened before it."""
     target = safe_next(next)
-    account = await get_account(session, principal.kind.value, principal.subject_id)
-    if account is None:
-        raise PortalForbidden("Compte introuvable.")
-    errors: dict[str, str] = {}
-    if not new_password:
-        errors["new_password"] = "Saisissez le nouveau mot de passe."
-    elif new_password != confirmation:
-        errors["confirmation"] = "La confirmation ne correspond pas au nouveau mot de passe."
-    if not errors:
-        try:
-            await change_own_password(session, settings, account, current_password, new_password)
-        except PermissionDenied:
-            errors["current_password"] = "Mot de passe actuel incorrect."
-        except ValidationFailed as exc:
-            errors["new_password"] = exc.reason[:1].upper() + exc.reason[1:]
+    errors = await change_password_form(session, settings, principal, current_password, new_password, confirmation)
     if errors:
         return _password_page(request, settings, principal, next_path=target, errors=errors, status=400)
-    await audit_auth(session, "auth.password_changed", "ok", account.email, account, channel="portal")
-    await session.commit()
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, request, settings, issue_token(settings, principal.kind, principal.subject_id))
     return response
 
 
+async def change_password_form(
+    session: SessionDep, settings: Settings, principal: Principal, current: str, new: str, confirmation: str
+) -> dict[str, str]:
+    """The password form of the staff portal and the self-care space: `change_own_password` (the API's
+    rule), audited and committed; the French message of each refused field, empty when it is changed."""
+    account = await get_account(session, principal.kind.value, principal.subject_id)
+    if account is None:
+        raise PortalForbidden("Compte introuvable.")
+    errors: dict[str, str] = {}
+    if not new:
+        errors["new_password"] = "Saisissez le nouveau mot de passe."
+    elif new != confirmation:
+        errors["confirmation"] = "La confirmation ne correspond pas au nouveau mot de passe."
+    if not errors:
+        try:
+            await change_own_password(session, settings, account, current, new)
+        except PermissionDenied:
+            errors["current_password"] = "Mot de passe actuel incorrect."
+        except ValidationFailed as exc:
+            errors["new_password"] = exc.reason[:1].upper() + exc.reason[1:]
+    if errors:
+        return errors
+    await audit_auth(session, "auth.password_changed", "ok", account.email, account, channel="portal")
+    await session.commit()
+    return {}
+
+
 @router.get("")
 async def home(_: PortalPrincipalDep) -> Response:
-    return RedirectResponse("/portal/sims", status_code=303)
+    return RedirectResponse(HOME_PATH, status_code=303)
 
 
 def temporal_query_for(settings: Settings, searched: str) -> str:
@@ -286,15 +326,94 @@ async def temporal_search(
     return RedirectResponse(temporal_search_url(settings, temporal_query_for(settings, q)), status_code=303)
 
 
+# --- branding --------------------------------------------------------------------------------------
+
+LOGO_MEDIA_TYPES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"))
+
+
+@router.get("/branding/logo")
+async def organisation_logo(principal: PortalPrincipalDep, session: SessionDep) -> Response:
+    """The logo of the staff member's organisation (the header's image); 404 without one or for a platform admin."""
+    if principal.org_id is None:
+        raise PortalNotFound()
+    org = await session.get(Organisation, principal.org_id, options=[undefer(Organisation.logo)])
+    logo = org.logo if org is not None else None
+    media_type = next((kind for magic, kind in LOGO_MEDIA_TYPES if logo and logo.startswith(magic)), None)
+    if logo is None or media_type is None:
+        raise PortalNotFound()
+    return Response(content=logo, media_type=media_type)
+
+
 # --- companies -------------------------------------------------------------------------------------
 
 
 @router.get("/companies")
 async def companies(
-    request: Request, principal: PortalPrincipalDep, session: SessionDep, settings: SettingsDep
+    request: Request,
+    principal: PortalPrincipalDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    name: Annotated[str | None, Query(max_length=200)] = None,
+    kind: Annotated[str | None, Query(max_length=16)] = None,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    format: Annotated[str | None, Query(max_length=8)] = None,
 ) -> Response:
-    rows = await list_companies(session, scope_of(principal))
-    context = {"rows": rows, "show_org": principal.is_platform_admin}
+    """The API's company list (`companies_query`, same filters, same cursor), with the organisation's name."""
+    name = (name or "").strip() or None
+    is_virtual = {"virtual": True, "client": False}.get(kind or "")
+    query = (
+        companies_query(principal, name=name, is_virtual=is_virtual)
+        .join(Organisation, Organisation.id == Company.org_id)
+        .add_columns(Organisation.name)
+    )
+    if format == "csv":
+        rows = (await session.execute(query.order_by(Company.name, Company.id).limit(10_000))).all()
+        csv = write_csv(
+            [
+                "id",
+                "entreprise",
+                "organisation",
+                "reference_client",
+                "siret",
+                "tva",
+                "type",
+                "statut_cfast",
+                "creee_le",
+            ],
+            [
+                [
+                    c.id,
+                    c.name,
+                    org_name,
+                    c.customer_reference,
+                    c.siret or "",
+                    c.vat_number or "",
+                    "Virtuelle" if c.is_virtual else "Client",
+                    CFAST_STATUS_LABELS_FR.get(c.cfast_status, c.cfast_status),
+                    c.created_at.isoformat(),
+                ]
+                for c, org_name in rows
+            ],
+        )
+        headers = {"Content-Disposition": 'attachment; filename="entreprises.csv"'}
+        return Response(csv.encode("utf-8"), media_type="text/csv; charset=utf-8", headers=headers)
+    keyset = by_id(Company.id)
+    fetched = (await session.execute(keyset.apply(query, cursor or None, COMPANY_PAGE_SIZE))).all()
+    items, next_cursor = keyset.page(fetched, COMPANY_PAGE_SIZE, lambda r: r[0].id)
+    params = {"name": name or "", "kind": kind if is_virtual is not None and kind else ""}
+
+    def url(**changes: str | None) -> str:
+        query_ = {k: v for k, v in {**params, **changes}.items() if v}
+        return "/portal/companies" + (f"?{urlencode(query_)}" if query_ else "")
+
+    context = {
+        "rows": [CompanyRow(c, org_name) for c, org_name in items],
+        "show_org": principal.is_platform_admin,
+        "params": params,
+        "next_url": url(cursor=next_cursor) if next_cursor else None,
+        "first_url": url() if cursor else None,
+        "csv_url": url(format="csv"),
+    }
     return page(request, settings, principal, "portal/companies/list.html", context, nav="companies")
 
 
@@ -310,6 +429,19 @@ async def company_detail(
         "company": row.company,
         "sites": await company_sites(session, row.company.id),
         "updates": await company_update_records(session, row.company.id),
+        "end_users": list(
+            (
+                await session.execute(
+                    end_users_query(principal, company_id=row.company.id).order_by(EndUser.email).limit(500)
+                )
+            ).scalars()
+        ),
+        # The end-user form's answer after a refused creation (the API's messages, by field).
+        "eu_errors": {k[9:]: v for k, v in request.query_params.items() if k.startswith("eu_error_")},
+        "eu_email": request.query_params.get("eu_email", ""),
+        "created": request.query_params.get("created") == "1",
+        "updated": request.query_params.get("updated") == "1",
+        "can_edit": principal.company_id is None and principal.may(Area.COMPANY, Action.WRITE),
     }
     return page(request, settings, principal, "portal/companies/detail.html", context, nav="companies")
 

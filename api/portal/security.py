@@ -22,16 +22,27 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import Depends, Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.authz import Principal, PrincipalKind
 from api.deps import SessionDep, SettingsDep, decode_token, issue_token, principal_from_token
-from domain.errors import AuthenticationFailed, NotFound, PasswordChangeRequired, RateLimited, ValidationFailed
+from domain.authz import Principal, PrincipalKind
+from domain.errors import (
+    AuthenticationFailed,
+    NotFound,
+    PasswordChangeRequired,
+    PermissionDenied,
+    RateLimited,
+    ValidationFailed,
+)
+from domain.models import Organisation
 from infra.settings import Settings
 
 SESSION_COOKIE = "simflow_session"
@@ -40,7 +51,7 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 LOGIN_PATH = "/portal/login"
 PASSWORD_PATH = "/portal/password"
-HOME_PATH = "/portal/sims"
+HOME_PATH = "/portal/home"
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -185,8 +196,12 @@ async def portal_principal(request: Request, session: SessionDep, settings: Sett
     except AuthenticationFailed as exc:
         raise PortalLoginRequired from exc
     request.state.portal_principal = principal
+    if principal.kind is PrincipalKind.STAFF and principal.org_id is not None:
+        request.state.portal_branding = await organisation_branding(session, principal.org_id)
     if principal.kind is not PrincipalKind.STAFF:
-        raise PortalForbidden("Ce portail est réservé au personnel. Les utilisateurs finaux utilisent l'espace client.")
+        raise PortalForbidden(
+            "Ce portail est réservé au personnel. Les utilisateurs finaux utilisent l'espace client : /self-care."
+        )
     expires = decode_token(settings, token).get("exp", 0)
     if isinstance(expires, int | float) and expires - time.time() < settings.jwt_ttl_minutes * 30:
         request.state.portal_session_renewal = issue_token(settings, principal.kind, principal.subject_id)
@@ -194,6 +209,28 @@ async def portal_principal(request: Request, session: SessionDep, settings: Sett
 
 
 PortalPrincipalDep = Annotated[Principal, Depends(portal_principal)]
+
+
+@dataclass(frozen=True)
+class PortalBranding:
+    """The header of an organisation's staff pages: its mobile brand, and its logo (seed 002) when it has one."""
+
+    brand: str
+    has_logo: bool
+
+
+async def organisation_branding(session: AsyncSession, org_id: str) -> PortalBranding | None:
+    row = (
+        await session.execute(
+            select(Organisation.brand_name, Organisation.name, Organisation.logo.is_not(None)).where(
+                Organisation.id == org_id
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    brand_name, name, has_logo = row
+    return PortalBranding(brand=brand_name or name, has_logo=bool(has_logo))
 
 
 def safe_next(value: str | None) -> str:
@@ -254,21 +291,35 @@ def error_page(request: Request, status: int, title: str, message: str) -> Respo
 class PortalRoute(APIRoute):
     """Turns the portal's exceptions into French HTML pages (the API keeps its RFC 9457 JSON errors)."""
 
+    # The self-care space (`api.portal.selfcare.SelfCareRoute`) overrides these three with its own pages.
+    def login_required(self, request: Request) -> Response:
+        return login_redirect(request)
+
+    def password_change_required(self, request: Request) -> Response:
+        return password_change_redirect(request)
+
+    def error_page(self, request: Request, status: int, title: str, message: str) -> Response:
+        return error_page(request, status, title, message)
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        error_page = self.error_page
 
         async def portal_handler(request: Request) -> Response:
             try:
                 response = await handler(request)
             except PortalLoginRequired:
-                response = login_redirect(request)
+                response = self.login_required(request)
             except PasswordChangeRequired:
-                response = password_change_redirect(request)
+                response = self.password_change_required(request)
             except (PortalNotFound, NotFound) as exc:
                 message = exc.message if isinstance(exc, PortalNotFound) else PortalNotFound().message
                 response = error_page(request, 404, "Page introuvable", message)
             except PortalForbidden as exc:
                 response = error_page(request, 403, "Accès refusé", exc.message)
+            except PermissionDenied as exc:  # the guard's area check, or the API handler a page calls
+                reason = f"Votre compte ne permet pas d'utiliser cette page ({exc.reason})."
+                response = error_page(request, 403, "Accès refusé", reason)
             except CsrfRejected:
                 response = error_page(
                     request,

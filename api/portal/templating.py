@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo
 import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from markupsafe import Markup
 
 from domain.enums import (
     SIM_STATUS_LABELS_FR,
@@ -196,16 +195,6 @@ def _temporal_line_query_global(context: jinja2.runtime.Context, msisdn: str) ->
     return line_query(_settings_from(context), msisdn)
 
 
-def temporal_link_html(settings: Settings, workflow_id: str | None, label: str = "Voir dans Temporal") -> Markup:
-    """Python twin of the `temporal_link` macro, for code that builds HTML outside a template."""
-    if not workflow_id:
-        return Markup('<span class="muted">—</span>')
-    return Markup(
-        '<a class="temporal-link" href="{url}" target="_blank" rel="noopener noreferrer" '
-        'data-workflow-id="{wf}" title="Workflow {wf}">{label}</a>'
-    ).format(url=workflow_ui_url(settings, workflow_id), wf=workflow_id, label=label)
-
-
 # --- environment and rendering ---------------------------------------------------------------------
 
 
@@ -258,7 +247,9 @@ def _rendering_with(settings: Settings) -> Iterator[None]:
 def render_html(request: Request, name: str, context: Mapping[str, Any]) -> str:
     settings: Settings = request.app.state.simflow.settings
     with _rendering_with(settings):
-        return env.get_template(name).render({"request": request, **context})
+        # The organisation's brand and logo in the header of staff pages (set with the portal principal).
+        branding = getattr(request.state, "portal_branding", None)
+        return env.get_template(name).render({"request": request, "branding": branding, **context})
 
 
 def render(

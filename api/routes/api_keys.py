@@ -8,18 +8,29 @@ never by an API key.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from api.authz import ALL_AREAS, Action, Principal, TenantChain, authorize, require_human, require_staff, scope_org_id
 from api.deps import PrincipalDep, SessionDep, hash_api_key
 from api.guard import audit_note
-from api.schemas import Request, UtcDatetime
+from api.schemas import NEXT_PAGE_LINK, Request, UtcDatetime, page_cursor, set_next_link
+from domain.authz import (
+    ALL_AREAS,
+    Action,
+    Principal,
+    TenantChain,
+    authorize,
+    require_human,
+    require_staff,
+    scope_org_id,
+)
 from domain.enums import ApiKeyScope
 from domain.errors import NotFound, PermissionDenied, ValidationFailed
 from domain.models import ApiKey, Company, Organisation
+from domain.pagination import CreatedKeyset
 from domain.security import new_api_key
 
 router = APIRouter(prefix="/api/v1/api-keys", tags=["Clés d'API"])
@@ -137,17 +148,31 @@ async def create_api_key(body: ApiKeyCreate, principal: PrincipalDep, session: S
     return ApiKeyCreated(**_out(key).model_dump(), key=presented)
 
 
-@router.get("", response_model=list[ApiKeyOut])
-async def list_api_keys(principal: PrincipalDep, session: SessionDep, org_id: str | None = None) -> list[ApiKeyOut]:
+KEYS_KEYSET = CreatedKeyset(ApiKey.created_at, ApiKey.id, newest_first=True)
+
+
+@router.get("", response_model=list[ApiKeyOut], responses=NEXT_PAGE_LINK)
+async def list_api_keys(
+    principal: PrincipalDep,
+    session: SessionDep,
+    response: Response,
+    org_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_KEYS_LISTED)] = MAX_KEYS_LISTED,
+    cursor: Annotated[str | None, page_cursor(KEYS_KEYSET.max_digits)] = None,
+) -> list[ApiKeyOut]:
+    """The keys the caller may manage, newest first; the `Link` header gives the next page."""
     _may_manage(principal)
-    query = select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id).limit(MAX_KEYS_LISTED)
+    query = select(ApiKey)
     if not principal.is_platform_admin:
         query = query.where(ApiKey.org_id == principal.org_id)
         if principal.company_id is not None:
             query = query.where(ApiKey.company_id == principal.company_id)
     if org_id is not None:
         query = query.where(ApiKey.org_id == org_id)
-    return [_out(k) for k in (await session.execute(query)).scalars()]
+    rows = list((await session.execute(KEYS_KEYSET.apply(query, cursor, limit))).scalars())
+    items, next_cursor = KEYS_KEYSET.page(rows, limit, lambda k: (k.created_at, k.id))
+    set_next_link(response, "/api/v1/api-keys", next_cursor, org_id=org_id, limit=limit)
+    return [_out(k) for k in items]
 
 
 async def _key(session: SessionDep, principal: Principal, api_key_id: str, action: Action) -> ApiKey:

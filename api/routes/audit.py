@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from api.authz import Action, Area, authorize, require_role, require_staff
 from api.deps import PrincipalDep, SessionDep
 from api.schemas import UtcDatetime, page_cursor
 from domain.audit import AuditEntry, record, verify_chain
+from domain.authz import Action, Area, authorize, require_role, require_staff
 from domain.enums import StaffRole
 from domain.errors import ValidationFailed
 from domain.models import AuditLog

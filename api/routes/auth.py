@@ -14,26 +14,30 @@ from fastapi import APIRouter, Depends, Form, Request, Response
 from pydantic import BaseModel, EmailStr, Field
 from sqlalchemy import update
 
-from api.authz import Principal, PrincipalKind, require_human
 from api.deps import PrincipalDep, SessionDep, SettingsDep, StateDep, decode_token, issue_token, issued_before
 from api.guard import audit_note
-from api.login import LoginPolicy, audit_auth, authenticate, change_own_password, confirm_password
+from api.login import (
+    LoginPolicy,
+    audit_auth,
+    authenticate,
+    change_own_password,
+    confirm_password,
+    request_password_reset,
+    reset_password_with_token,
+)
 from api.schemas import Request as RequestModel
 from api.schemas import TokenResponse
+from domain.authz import Principal, PrincipalKind, require_human
 from domain.errors import AlreadyExists, AuthenticationFailed, ValidationFailed
-from domain.models import RefreshToken, SecurityMessage, StaffUser, new_id
+from domain.models import RefreshToken, StaffUser, new_id
 from domain.security import new_totp_secret, totp_uri
 from domain.services.accounts import (
     Account,
     AccountKeys,
-    consume_reset_token,
-    create_reset_token,
     disable_second_factor,
-    find_account,
     get_account,
     remaining_backup_codes,
     replace_backup_codes,
-    set_password,
     verify_second_factor,
     verify_totp,
 )
@@ -309,54 +313,14 @@ async def forgot_password(body: PasswordForgot, request: Request, session: Sessi
     """Always the same answer, whether the account exists or not; the link (valid 1 hour, once) goes
     to the account's address. Each client address has a budget of requests (429 beyond, whatever the
     account); each account gets at most 3 messages per 15 windows (silently: the answer must not differ)."""
-    settings = state.settings
-    email = str(body.email).lower()
-    window = settings.rate_limit_window_s * 15
     address = request.client.host if request.client else "unknown"
-    await state.limiter.take(
-        f"reset-ip:{address}", settings.rate_limit_password_resets_per_ip, window, "trop de demandes"
-    )
-    if await state.limiter.retry_after(f"reset:{email}", 3, window) is not None:
-        return Accepted(detail=RESET_ACCEPTED)
-    await state.limiter.hit(f"reset:{email}", window)
-    account = await find_account(session, email)
-    if account is None or not account.active:
-        await audit_auth(session, "auth.password_reset_requested", "unknown_account", email, None)
-        return Accepted(detail=RESET_ACCEPTED)
-    token = await create_reset_token(
-        session, _keys(settings), account, timedelta(minutes=settings.password_reset_ttl_minutes)
-    )
-    session.add(
-        SecurityMessage(
-            kind="password_reset",
-            recipient=account.email,
-            subject="Réinitialisation de votre mot de passe simflow",
-            body=(
-                "Bonjour,\n\nPour choisir un nouveau mot de passe, utilisez ce code dans l'heure "
-                f"(une seule fois) :\n\n{token}\n\n"
-                f"{settings.public_base_url}/reset-password#token={token}\n\n"
-                "Si vous n'êtes pas à l'origine de cette demande, ignorez ce message."
-            ),
-        )
-    )
-    await audit_auth(session, "auth.password_reset_requested", "ok", email, account)
+    await request_password_reset(session, state.settings, state.limiter, str(body.email), address)
     return Accepted(detail=RESET_ACCEPTED)
 
 
 @router.post("/password/reset", status_code=204)
 async def reset_password(body: PasswordReset, session: SessionDep, settings: SettingsDep) -> Response:
-    keys = _keys(settings)
-    account = await consume_reset_token(session, keys, body.token)
-    if account is None:
-        raise ValidationFailed("token", "lien de réinitialisation invalide, expiré ou déjà utilisé")
-    set_password(account, body.new_password, must_change=False)
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.account_id == account.id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC)),
-        execution_options={"synchronize_session": False},
-    )
-    await audit_auth(session, "auth.password_reset", "ok", account.email, account)
+    await reset_password_with_token(session, settings, body.token, body.new_password)
     return Response(status_code=204)
 
 

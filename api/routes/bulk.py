@@ -13,11 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.service import RPCError
 
-from api.authz import Action, Principal, TenantChain, authorize, scope_org_id
 from api.deps import AppState, PrincipalDep, SessionDep, StateDep
 from api.line_schemas import BulkCreate, BulkItemOut, BulkOut
-from api.line_workflows import start_bulk
 from api.schemas import CSV_RESPONSE, ICCID, Request
+from domain.authz import Action, Principal, TenantChain, authorize, scope_org_id
 from domain.enums import BULK_KIND_LABELS_FR, BulkOperationKind, BulkOperationStatus
 from domain.errors import NotFound, PermissionDenied, ValidationFailed
 from domain.identifiers import InvalidIdentifier, normalize_iccid
@@ -33,6 +32,7 @@ from domain.services.bulk import (
     read_details_csv,
 )
 from infra.temporal import workflow_ui_url
+from starters.lines import start_bulk
 from workflows.bulk import BulkOperationWorkflow
 from workflows.bulk import workflow_id as bulk_workflow_id
 

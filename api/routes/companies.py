@@ -4,24 +4,33 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.authz import Action, Principal, TenantChain, authorize, scope_org_id
 from api.deps import PrincipalDep, SessionDep, StateDep
-from api.schemas import CompanyCreate, CompanyCreated, CompanyOut, CompanyPage, page_cursor, text_query
-from api.workflows import start_cfast_customer
+from api.guard import audit_note
+from api.schemas import (
+    CompanyCreate,
+    CompanyCreated,
+    CompanyOut,
+    CompanyPage,
+    CompanyUpdate,
+    page_cursor,
+    text_query,
+)
+from domain.authz import Action, Principal, TenantChain, authorize, scope_org_id
 from domain.errors import NotFound, PermissionDenied
 from domain.models import Company
 from domain.pagination import ID_DIGITS, by_id
-from domain.services.companies import cfast_customer_input, create_company
+from domain.services.companies import cfast_customer_input, create_company, update_company
 from domain.services.listings import companies_query
 from infra.temporal import workflow_ui_url
+from starters.companies import start_cfast_customer
 from workflows.cfast_customer import workflow_id as cfast_workflow_id
 
 router = APIRouter(prefix="/api/v1/companies", tags=["Entreprises"])
 
 
-def _require_org_level(principal: Principal) -> None:
+def _require_org_level(principal: Principal, what: str = "créer") -> None:
     if principal.company_id is not None:
-        raise PermissionDenied(None, "seul le personnel de l'organisation peut créer une entreprise")
+        raise PermissionDenied(None, f"seul le personnel de l'organisation peut {what} une entreprise")
 
 
 @router.post("", status_code=201, response_model=CompanyCreated)
@@ -63,4 +72,25 @@ async def get(company_id: str, principal: PrincipalDep, session: SessionDep) -> 
     if company is None:
         raise NotFound(None, "entreprise introuvable")
     authorize(principal, Action.READ, TenantChain(company.org_id, company.id), "entreprise")
+    return company
+
+
+@router.patch("/{company_id}", response_model=CompanyOut)
+async def update(company_id: str, body: CompanyUpdate, principal: PrincipalDep, session: SessionDep) -> Company:
+    """Changes the fields sent (name, SIRET, VAT number, billing e-mail, address). CFAST has no update of a
+    customer account: a company already synced keeps its CFAST record as created."""
+    _require_org_level(principal, "modifier")
+    company = await session.get(Company, company_id)
+    if company is None:
+        raise NotFound(None, "entreprise introuvable")
+    authorize(principal, Action.WRITE, TenantChain(company.org_id, company.id), "entreprise")
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
+    changed = await update_company(session, company, changes)
+    audit_note(
+        action="company.updated",
+        target=f"company:{company.id}",
+        org_id=company.org_id,
+        company_id=company.id,
+        fields=changed,
+    )
     return company

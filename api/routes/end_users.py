@@ -5,9 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import func, select
 
-from api.authz import Action, TenantChain, authorize
 from api.deps import PrincipalDep, SessionDep
 from api.schemas import EndUserCreate, EndUserOut, EndUserPage, page_cursor, row_id_query
+from domain.authz import Action, TenantChain, authorize
 from domain.errors import AlreadyExists, NotFound
 from domain.models import Company, EndUser, StaffUser
 from domain.pagination import ID_DIGITS, by_id

@@ -19,8 +19,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from api.authz import Action, Principal, TenantChain, authorize
-from api.deps import PrincipalDep, SessionDep, StateDep
+from api.deps import AppState, PrincipalDep, SessionDep, StateDep
 from api.line_schemas import (
     ActivationAccepted,
     ActivationCreate,
@@ -34,9 +33,9 @@ from api.line_schemas import (
     TerminationCreate,
     UpdateRecordOut,
 )
-from api.line_workflows import start_activation, start_deprovisioning, start_line_operation
 from api.routes.sims import load_sim
 from api.schemas import CSV_RESPONSE, IccidPath, iccid_query, msisdn_query, page_cursor, row_id_query
+from domain.authz import Action, Principal, TenantChain, authorize
 from domain.csv_files import write_csv
 from domain.enums import LineStatus, SimStatus
 from domain.errors import IllegalTransition, NotFound, ResourceBusy, ValidationFailed
@@ -44,7 +43,10 @@ from domain.identifiers import InvalidIdentifier, normalize_iccid, normalize_msi
 from domain.lifecycle_contracts import (
     CancelTermination,
     DeprovisioningInput,
+    DeprovisioningState,
     LineOperationInput,
+    ResolveAttention,
+    ResolveCompensation,
     SimActivationInput,
 )
 from domain.line_status import LINE_STATUS_LABELS_FR
@@ -53,6 +55,7 @@ from domain.pagination import ID_DIGITS, AnySelect, by_id
 from domain.services import lines as line_service
 from domain.services import listings
 from infra.temporal import workflow_ui_url
+from starters.lines import start_activation, start_deprovisioning, start_line_operation
 from workflows.deprovisioning import DeprovisioningWorkflow
 from workflows.sim_activation import workflow_id as activation_workflow_id
 
@@ -88,6 +91,13 @@ async def line_out(session: AsyncSession, line: Line) -> LineOut:
 async def activate_sim(
     iccid: IccidPath, body: ActivationCreate, principal: PrincipalDep, session: SessionDep, state: StateDep
 ) -> ActivationAccepted:
+    return await request_activation(session, state, principal, iccid, body)
+
+
+async def request_activation(
+    session: AsyncSession, state: AppState, principal: Principal, iccid: str, body: ActivationCreate
+) -> ActivationAccepted:
+    """Shared by the API and the portal: checks, writes the intent, starts the activation workflow."""
     sim = await load_sim(session, principal, iccid, Action.WRITE)
     company = await session.get(Company, body.company_id)
     if company is None or company.org_id != sim.org_id:
@@ -186,7 +196,7 @@ async def _running_activation(session: AsyncSession, sim: SimCard, wf_id: str) -
     return (await session.execute(query)).scalars().first()
 
 
-def _accepted(state: StateDep, wf_id: str, line_id: str, status: str) -> ActivationAccepted:
+def _accepted(state: AppState, wf_id: str, line_id: str, status: str) -> ActivationAccepted:
     return ActivationAccepted(
         workflow_id=wf_id, line_id=line_id, status=status, workflow_url=workflow_ui_url(state.settings, wf_id)
     )
@@ -326,6 +336,13 @@ async def get_line_updates(line_id: str, principal: PrincipalDep, session: Sessi
 async def terminate_line(
     line_id: str, body: TerminationCreate, principal: PrincipalDep, session: SessionDep, state: StateDep
 ) -> TerminationAccepted:
+    return await request_termination(session, state, principal, line_id, body)
+
+
+async def request_termination(
+    session: AsyncSession, state: AppState, principal: Principal, line_id: str, body: TerminationCreate
+) -> TerminationAccepted:
+    """Shared by the API and the portal: starts the deprovisioning workflow (grace period or not)."""
     line = await load_line(session, principal, line_id, Action.WRITE)
     if line.status is LineStatus.TERMINATED:
         raise IllegalTransition("status", "la ligne est déjà résiliée")
@@ -368,6 +385,13 @@ async def cancel_termination(
     line_id: str, principal: PrincipalDep, session: SessionDep, state: StateDep
 ) -> TerminationCancelled:
     """Cancels a termination during its grace period (409 once the termination has begun)."""
+    return await cancel_line_termination(session, state, principal, line_id)
+
+
+async def cancel_line_termination(
+    session: AsyncSession, state: AppState, principal: Principal, line_id: str
+) -> TerminationCancelled:
+    """Shared by the API and the portal: the deprovisioning workflow's `cancel_termination` Update."""
     line = await load_line(session, principal, line_id, Action.WRITE)
     if line.termination_workflow_id is None or line.status is LineStatus.TERMINATED:
         raise IllegalTransition("termination", "aucune résiliation en attente sur cette ligne")
@@ -387,15 +411,62 @@ async def cancel_termination(
     return TerminationCancelled(workflow_id=line.termination_workflow_id, line_id=line.id, status=result.status)
 
 
+async def retry_termination_step(
+    session: AsyncSession, state: AppState, principal: Principal, line_id: str, note: str = ""
+) -> DeprovisioningState:
+    """The deprovisioning workflow's `retry` Update: staff tell a termination stuck in `needs_attention`
+    (a step that failed for good, a SNAIC SLA exceeded) to try its failed step again."""
+    line = await load_line(session, principal, line_id, Action.WRITE)
+    if line.termination_workflow_id is None:
+        raise IllegalTransition("termination", "aucune résiliation sur cette ligne")
+    client = await state.temporal()
+    handle = client.get_workflow_handle_for(DeprovisioningWorkflow.run, line.termination_workflow_id)
+    try:
+        return await handle.execute_update(
+            DeprovisioningWorkflow.retry, ResolveAttention(requested_by=principal.label, note=note)
+        )
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else str(err)
+        raise IllegalTransition("termination", f"nouvelle tentative refusée : {reason}") from err
+    except RPCError as err:
+        raise IllegalTransition("termination", "aucune résiliation en attente sur cette ligne") from err
+
+
+async def resolve_line_compensation(
+    session: AsyncSession,
+    state: AppState,
+    principal: Principal,
+    line_id: str,
+    workflow_id: str,
+    answer: ResolveCompensation,
+) -> str:
+    """The `resolve_compensation` Update of the line's activation or operation whose compensation failed for
+    good: `retry` the failed compensations, or `resolved_manually`."""
+    line = await load_line(session, principal, line_id, Action.WRITE)
+    if workflow_id != line.activation_workflow_id and not workflow_id.startswith(f"line-op/{line.org_id}/{line.id}/"):
+        raise NotFound("workflow_id", "processus introuvable sur cette ligne")
+    handle = (await state.temporal()).get_workflow_handle(workflow_id)
+    try:
+        action: str = await handle.execute_update("resolve_compensation", answer, result_type=str)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else str(err)
+        raise IllegalTransition("status", f"résolution refusée : {reason}") from err
+    except RPCError as err:
+        raise IllegalTransition("status", "ce processus n'attend plus d'intervention") from err
+    return action
+
+
 # --- suspension, resumption, plan change -------------------------------------------------------------
 
 
-async def _operation(
+async def start_operation(
     line_id: str,
     operation: str,
     principal: Principal,
     session: AsyncSession,
-    state: StateDep,
+    state: AppState,
     idempotency_key: str | None,
     plan_id: str | None = None,
 ) -> OperationAccepted:
@@ -455,14 +526,14 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 async def suspend_line(
     line_id: str, principal: PrincipalDep, session: SessionDep, state: StateDep, idempotency_key: IdempotencyKey = None
 ) -> OperationAccepted:
-    return await _operation(line_id, "suspend", principal, session, state, idempotency_key)
+    return await start_operation(line_id, "suspend", principal, session, state, idempotency_key)
 
 
 @router.delete("/lines/{line_id}/suspension", status_code=202, response_model=OperationAccepted)
 async def resume_line(
     line_id: str, principal: PrincipalDep, session: SessionDep, state: StateDep, idempotency_key: IdempotencyKey = None
 ) -> OperationAccepted:
-    return await _operation(line_id, "resume", principal, session, state, idempotency_key)
+    return await start_operation(line_id, "resume", principal, session, state, idempotency_key)
 
 
 @router.post("/lines/{line_id}/plan-change", status_code=202, response_model=OperationAccepted)
@@ -474,4 +545,6 @@ async def change_plan(
     state: StateDep,
     idempotency_key: IdempotencyKey = None,
 ) -> OperationAccepted:
-    return await _operation(line_id, "change_plan", principal, session, state, idempotency_key, plan_id=body.plan_id)
+    return await start_operation(
+        line_id, "change_plan", principal, session, state, idempotency_key, plan_id=body.plan_id
+    )

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from api.authz import Action, TenantChain, authorize, scope_org_id
 from api.deps import PrincipalDep, SessionDep
+from api.guard import audit_note
 from api.schemas import (
     ArticleCreate,
     ArticleOut,
@@ -16,10 +16,12 @@ from api.schemas import (
     PlanCreate,
     PlanOut,
     PlanPage,
+    PlanUpdate,
     page_cursor,
     row_id_query,
     text_query,
 )
+from domain.authz import Action, TenantChain, authorize, scope_org_id
 from domain.enums import ArticleKind, PlanType
 from domain.errors import AlreadyExists, NotFound, PermissionDenied, ValidationFailed
 from domain.models import CatalogueArticle, Company, Organisation, Plan
@@ -58,6 +60,28 @@ async def create_plan(body: PlanCreate, principal: PrincipalDep, session: Sessio
     )
     session.add(plan)
     await session.flush()
+    return plan
+
+
+@router.patch("/plans/{plan_id}", response_model=PlanOut)
+async def update_plan(plan_id: str, body: PlanUpdate, principal: PrincipalDep, session: SessionDep) -> Plan:
+    """Changes the terms sent. Lines already on the plan get them at their next sale (recharge, renewal,
+    plan change); what was sold keeps the terms it was sold with."""
+    if principal.company_id is not None:
+        raise PermissionDenied(None, "réservé au personnel de l'organisation")
+    plan = await session.get(Plan, plan_id)
+    if plan is None:
+        raise NotFound(None, "forfait introuvable")
+    authorize(principal, Action.WRITE, TenantChain(plan.org_id, plan.company_id), "forfait")
+    changes: dict[str, object] = {name: getattr(body, name) for name in body.model_fields_set}
+    if "data_allowance_mb" in changes:
+        changes["data_allowance_bytes"] = body.data_allowance_mb * MB
+        del changes["data_allowance_mb"]
+    changed = [name for name, value in changes.items() if getattr(plan, name) != value]
+    for name in changed:
+        setattr(plan, name, changes[name])
+    await session.flush()
+    audit_note(action="plan.updated", target=f"plan:{plan.id}", org_id=plan.org_id, fields=changed)
     return plan
 
 

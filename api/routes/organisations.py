@@ -3,9 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from api.authz import require_role
 from api.deps import PrincipalDep, SessionDep
 from api.schemas import OrganisationCreate, OrganisationOut
+from domain.authz import require_role
 from domain.enums import StaffRole
 from domain.errors import AlreadyExists
 from domain.models import InvoiceCounter, Organisation

@@ -7,10 +7,10 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from api.authz import Action, TenantChain, authorize
 from api.deps import PrincipalDep, SessionDep
 from api.routes.sims import load_sim
 from api.schemas import CSV_RESPONSE, SVG_RESPONSE, IccidPath
+from domain.authz import Action, TenantChain, authorize
 from domain.errors import NotFound
 from domain.models import SimImport
 from domain.services.sim_imports import errors_csv

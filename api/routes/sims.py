@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from sqlalchemy import select
 
-from api.authz import Action, TenantChain, authorize, scope_org_id
 from api.deps import PrincipalDep, SessionDep
 from api.schemas import IccidPath, ImportReportOut, SimChangeOut, SimDetail, SimOut, SimPage, page_cursor
+from domain.authz import Action, TenantChain, authorize, scope_org_id
 from domain.enums import SimStatus
 from domain.errors import NotFound, PermissionDenied, ValidationFailed
 from domain.identifiers import InvalidIdentifier, normalize_iccid

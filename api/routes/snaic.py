@@ -10,6 +10,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import StateDep
 from api.problems import problem
 from domain.contracts import SNAIC_ORDER_SIGNAL, SnaicOrderUpdate, workflow_id_of_snaic_reference
+from domain.errors import ErrorCode
 from integrations.snaic import SnaicCallback, verify_callback_signature
 
 router = APIRouter(prefix="/api/v1/snaic", tags=["Fournisseur SNAIC"])
@@ -20,13 +21,16 @@ async def snaic_callback(request: Request, state: StateDep) -> JSONResponse:
     body = await request.body()
     signature = request.headers.get("X-Snaic-Signature", "")
     if not verify_callback_signature(body, signature, state.settings.snaic_callback_secret.get_secret_value()):
-        return problem(401, "signature SNAIC absente ou invalide", code="invalid_signature")
+        return problem(401, "signature SNAIC absente ou invalide", code=ErrorCode.SNAIC_INVALID_SIGNATURE)
     try:
         callback = SnaicCallback.model_validate_json(body)
     except ValidationError as exc:
         errors = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "reason": e["msg"]} for e in exc.errors()]
         return problem(
-            422, f"corps de rappel invalide : {exc.error_count()} erreur(s)", code="validation_failed", errors=errors
+            422,
+            f"corps de rappel invalide : {exc.error_count()} erreur(s)",
+            code=ErrorCode.VALIDATION_FAILED,
+            errors=errors,
         )
     if not callback.reference:
         # An order we did not place through a workflow: acknowledged, nothing to route.

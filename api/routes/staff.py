@@ -6,20 +6,30 @@ themselves; an administrator-set password must be changed at the next login.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, EmailStr, Field
 from sqlalchemy import func, select, update
 
-from api.authz import ALL_AREAS, Action, Area, Principal, TenantChain, authorize, require_human, require_staff
 from api.deps import PrincipalDep, SessionDep
 from api.guard import audit_note
-from api.schemas import Request, UtcDatetime
-from domain.authz import validate_permissions
+from api.schemas import NEXT_PAGE_LINK, Request, UtcDatetime, page_cursor, set_next_link
+from domain.authz import (
+    ALL_AREAS,
+    Action,
+    Area,
+    Principal,
+    TenantChain,
+    authorize,
+    require_human,
+    require_staff,
+    validate_permissions,
+)
 from domain.enums import StaffRole
 from domain.errors import AlreadyExists, NotFound, PermissionDenied, ValidationFailed
 from domain.models import Company, EndUser, Organisation, RefreshToken, StaffUser
+from domain.pagination import by_text
 from domain.security import hash_password
 from domain.services.accounts import disable_second_factor, set_password
 
@@ -149,17 +159,30 @@ async def create_staff(body: StaffCreate, principal: PrincipalDep, session: Sess
     return _out(staff)
 
 
-@router.get("", response_model=list[StaffOut])
-async def list_staff(principal: PrincipalDep, session: SessionDep) -> list[StaffOut]:
+STAFF_KEYSET = by_text(StaffUser.email, 320)
+
+
+@router.get("", response_model=list[StaffOut], responses=NEXT_PAGE_LINK)
+async def list_staff(
+    principal: PrincipalDep,
+    session: SessionDep,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+    cursor: Annotated[str | None, page_cursor(STAFF_KEYSET.max_digits)] = None,
+) -> list[StaffOut]:
+    """The staff the caller may see, by e-mail; the `Link` header gives the next page."""
     require_staff(principal)
     if not principal.may(_level_area(principal.company_id), Action.READ):
         raise PermissionDenied(None, "permission requise pour consulter le personnel")
-    query = select(StaffUser).order_by(StaffUser.email).limit(1000)
+    query = select(StaffUser)
     if not principal.is_platform_admin:
         query = query.where(StaffUser.org_id == principal.org_id)
         if principal.company_id is not None:
             query = query.where(StaffUser.company_id == principal.company_id)
-    return [_out(s) for s in (await session.execute(query)).scalars()]
+    rows = list((await session.execute(STAFF_KEYSET.apply(query, cursor, limit))).scalars())
+    items, next_cursor = STAFF_KEYSET.page(rows, limit, lambda s: s.email)
+    set_next_link(response, "/api/v1/staff", next_cursor, limit=limit)
+    return [_out(s) for s in items]
 
 
 async def _target(session: SessionDep, principal: Principal, staff_id: str, action: Action) -> StaffUser:

@@ -16,13 +16,15 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 
-from api.authz import Action, Principal, TenantChain, authorize, scope_org_id
 from api.deps import PrincipalDep, SessionDep, StateDep
 from api.guard import audit_note
-from api.schemas import Request, UtcDatetime
+from api.schemas import NEXT_PAGE_LINK, Request, UtcDatetime, page_cursor, set_next_link
+from domain.authz import Action, Principal, TenantChain, authorize, scope_org_id
 from domain.errors import NotFound, PermissionDenied, ValidationFailed
 from domain.models import Organisation, WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
+from domain.pagination import CreatedKeyset
 from domain.security import SecretBox
+from domain.services.webhooks import claim_redelivery
 from domain.webhooks import (
     ALL_EVENTS,
     ECHO,
@@ -36,8 +38,10 @@ from domain.webhooks import (
     signature_headers,
 )
 from infra.settings import Settings
+from infra.temporal import workflow_ui_url
 from integrations.errors import IntegrationError
 from integrations.webhooks import TargetRejected, WebhookSender
+from starters.webhooks import start_redelivery
 
 router = APIRouter(prefix="/api/v1/webhook-endpoints", tags=["Webhooks"])
 events_router = APIRouter(prefix="/api/v1/webhook-events", tags=["Webhooks"])
@@ -176,14 +180,27 @@ async def create_endpoint(
     return EndpointCreated(**_out(endpoint).model_dump(), secret=secret)
 
 
-@router.get("", response_model=list[EndpointOut])
-async def list_endpoints(principal: PrincipalDep, session: SessionDep) -> list[EndpointOut]:
-    query = select(WebhookEndpoint).order_by(WebhookEndpoint.created_at, WebhookEndpoint.id).limit(500)
+ENDPOINTS_KEYSET = CreatedKeyset(WebhookEndpoint.created_at, WebhookEndpoint.id, newest_first=False)
+
+
+@router.get("", response_model=list[EndpointOut], responses=NEXT_PAGE_LINK)
+async def list_endpoints(
+    principal: PrincipalDep,
+    session: SessionDep,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=500)] = 500,
+    cursor: Annotated[str | None, page_cursor(ENDPOINTS_KEYSET.max_digits)] = None,
+) -> list[EndpointOut]:
+    """The organisation's endpoints, oldest first; the `Link` header gives the next page."""
+    query = select(WebhookEndpoint)
     if not principal.is_platform_admin:
         if principal.company_id is not None:
             return []
         query = query.where(WebhookEndpoint.org_id == principal.org_id)
-    return [_out(e) for e in (await session.execute(query)).scalars()]
+    rows = list((await session.execute(ENDPOINTS_KEYSET.apply(query, cursor, limit))).scalars())
+    items, next_cursor = ENDPOINTS_KEYSET.page(rows, limit, lambda e: (e.created_at, e.id))
+    set_next_link(response, "/api/v1/webhook-endpoints", next_cursor, limit=limit)
+    return [_out(e) for e in items]
 
 
 async def _endpoint(session: SessionDep, principal: Principal, endpoint_id: str, action: Action) -> WebhookEndpoint:
@@ -279,3 +296,43 @@ async def get_delivery(
         payload=delivery.payload,
         log=[AttemptOut.model_validate(a, from_attributes=True) for a in attempts.scalars()],
     )
+
+
+class RedeliveryStarted(DeliveryOut):
+    redelivery: int = Field(description="Numéro du renvoi (1 pour le premier)")
+    workflow_url: str
+
+
+@router.post(
+    "/{webhook_endpoint_id}/deliveries/{delivery_id}/redeliveries", status_code=202, response_model=RedeliveryStarted
+)
+async def redeliver(
+    webhook_endpoint_id: str, delivery_id: str, principal: PrincipalDep, session: SessionDep, state: StateDep
+) -> RedeliveryStarted:
+    """Sends a finished delivery (delivered or given up) again, through the delivery workflow under a new
+    id (`webhook-redelivery/{org}/{delivery_id}/{n}`); its attempts follow the earlier ones in the log. A
+    delivery still in progress is refused (409)."""
+    endpoint = await _endpoint(session, principal, webhook_endpoint_id, Action.WRITE)
+    delivery = await session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.endpoint_id != endpoint.id:
+        raise NotFound(None, "livraison de webhook introuvable")
+    authorize(principal, Action.WRITE, delivery, "livraison de webhook")
+    before = (delivery.status, delivery.workflow_id)
+    number = await claim_redelivery(session, delivery, endpoint)
+    out = DeliveryOut.model_validate(delivery, from_attributes=True)
+    await session.commit()  # the workflow's activity reads the claimed row
+    try:
+        wf_id = await start_redelivery(await state.temporal(), state.settings, delivery, number)
+    except Exception:
+        # Not started: the delivery is finished as it was, so it can be sent again later.
+        delivery.status, delivery.workflow_id = before
+        await session.commit()
+        raise
+    audit_note(
+        action="webhook.redelivered",
+        target=f"webhook_delivery:{delivery.id}",
+        org_id=delivery.org_id,
+        workflow_id=wf_id,
+        redelivery=number,
+    )
+    return RedeliveryStarted(**out.model_dump(), redelivery=number, workflow_url=workflow_ui_url(state.settings, wf_id))

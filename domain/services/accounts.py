@@ -172,6 +172,15 @@ async def disable_second_factor(session: AsyncSession, account: Account) -> None
     )
 
 
+RESET_PAGE_PATH = "/portal/password/reset"
+
+
+def reset_link(public_base_url: str, token: str) -> str:
+    """The reset page with the token in the fragment: never sent to a server, so never in an access log or a
+    Referer; the page's script puts it in the form."""
+    return f"{public_base_url}{RESET_PAGE_PATH}#token={token}"
+
+
 async def create_reset_token(session: AsyncSession, keys: AccountKeys, account: Account, ttl: timedelta) -> str:
     token = new_token(32)
     session.add(

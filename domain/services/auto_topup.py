@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.enums import TOPUP_TERMINAL_STATUSES as TERMINAL
-from domain.enums import PaymentMethod
+from domain.enums import PaymentMethod, TopUpSource
 from domain.models import Line, Rule, TopUp
 from domain.money import MB
 from domain.services.lines import TOPUP_LINE_STATUSES
@@ -27,7 +27,7 @@ class AutoTopUpRule:
 
 def parse_rule(rule: Rule) -> AutoTopUpRule:
     """`condition = {"remaining_mb_below": 500}`, `action_params = {"data_gb": 1, "payment_method": "card"}`."""
-    method = PaymentMethod(rule.action_params.get("payment_method", "card"))
+    method = PaymentMethod(rule.action_params.get("payment_method", PaymentMethod.CARD))
     if method not in (PaymentMethod.CARD, PaymentMethod.WALLET):
         raise ValueError("an automatic top-up pays off-session: card or wallet")
     return AutoTopUpRule(
@@ -48,7 +48,9 @@ async def lines_under_auto_topup(session: AsyncSession) -> list[tuple[Line, Auto
         return []
     in_flight = set(
         (
-            await session.execute(select(TopUp.line_id).where(TopUp.source == "rule", TopUp.status.not_in(TERMINAL)))
+            await session.execute(
+                select(TopUp.line_id).where(TopUp.source == TopUpSource.RULE, TopUp.status.not_in(TERMINAL))
+            )
         ).scalars()
     )
     by_scope = {(r.org_id, r.company_id): r for r in rules}
@@ -68,5 +70,5 @@ async def lines_under_auto_topup(session: AsyncSession) -> list[tuple[Line, Auto
 
 
 async def rule_topup_count(session: AsyncSession, line_id: str) -> int:
-    rows = await session.execute(select(TopUp.id).where(TopUp.line_id == line_id, TopUp.source == "rule"))
+    rows = await session.execute(select(TopUp.id).where(TopUp.line_id == line_id, TopUp.source == TopUpSource.RULE))
     return len(rows.all())

@@ -17,7 +17,7 @@ from domain.csv_files import write_csv
 from domain.enums import BULK_KIND_LABELS_FR, SIM_STATUS_LABELS_FR, BulkItemStatus, BulkOperationKind
 from domain.errors import NotFound, ValidationFailed
 from domain.identifiers import InvalidIdentifier, normalize_iccid
-from domain.models import BulkOperation, BulkOperationItem, Company, Plan, Rule, SimCard, new_id
+from domain.models import BulkOperation, BulkOperationItem, Company, EndUser, Plan, Rule, SimCard, new_id
 from domain.services.sims import read_csv_rows
 
 K = BulkOperationKind
@@ -82,6 +82,11 @@ async def check_params(
             raise NotFound("params.company_id", "entreprise introuvable")
         clean["company_id"] = await _company_in_org(session, company_id, org_id, "params.company_id")
         clean["plan_id"] = await _plan_in_org(session, params.get("plan_id"), org_id, clean["company_id"])
+        if params.get("end_user_id"):  # optional: every activated line goes to this end user
+            user = await session.get(EndUser, str(params["end_user_id"]))
+            if user is None or user.company_id != clean["company_id"]:
+                raise NotFound("params.end_user_id", "utilisateur final introuvable dans cette entreprise")
+            clean["end_user_id"] = user.id
     elif kind is K.CHANGE_PLAN:
         clean["plan_id"] = await _plan_in_org(session, params.get("plan_id"), org_id, company_scope)
     elif kind is K.ASSIGN_COMPANY:

@@ -73,3 +73,25 @@ def cfast_customer_input(company: Company, site: BillingSite, parc: Parc) -> Cfa
         parc_label=parc.label,
         parc_type=parc.parc_type.value,
     )
+
+
+COMPANY_EDITABLE = ("name", "siret", "vat_number", "billing_email", "address")
+
+
+async def update_company(session: AsyncSession, company: Company, changes: dict[str, object]) -> list[str]:
+    """Applies the given fields (already validated) and returns the names of those that changed. CFAST
+    offers no update of a customer account: the change stays here (see docs/decisions.md)."""
+    siret = changes.get("siret")
+    if "siret" in changes and siret is not None and siret != company.siret:
+        duplicate = await session.execute(
+            select(Company.id).where(Company.org_id == company.org_id, Company.siret == siret, Company.id != company.id)
+        )
+        if duplicate.first():
+            raise AlreadyExists("siret", "une entreprise avec ce SIRET existe déjà dans l'organisation")
+    changed = []
+    for name in COMPANY_EDITABLE:
+        if name in changes and getattr(company, name) != changes[name]:
+            setattr(company, name, changes[name])
+            changed.append(name)
+    await session.flush()
+    return changed

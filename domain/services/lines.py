@@ -10,6 +10,7 @@ Services take the session and never commit: the request or the activity owns the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, func, or_, select, update
@@ -57,6 +58,37 @@ def validate_range(first: str, last: str) -> tuple[str, str]:
     if size > MAX_RANGE_SIZE:
         raise ValidationFailed("last_msisdn", f"plage trop grande (maximum {MAX_RANGE_SIZE} numéros)")
     return first_e164, last_e164
+
+
+@dataclass(frozen=True)
+class RangeUsage:
+    size: int
+    allocated: int  # on a line, or reserved by an activation in progress
+    quarantined: int
+
+    @property
+    def in_use(self) -> int:
+        return self.allocated + self.quarantined
+
+    @property
+    def free(self) -> int:
+        return self.size - self.in_use
+
+
+async def number_range_usage(session: AsyncSession, number_range: NumberRange) -> RangeUsage:
+    """How many numbers of the range are taken, resting in quarantine, free (numbers the platform has never
+    handed out have no row: they are free)."""
+    rows = await session.execute(
+        select(PhoneNumber.status, func.count())
+        .where(PhoneNumber.range_id == number_range.id)
+        .group_by(PhoneNumber.status)
+    )
+    counts: dict[PhoneNumberStatus, int] = {status: int(count) for status, count in rows}
+    return RangeUsage(
+        size=int(number_range.last_msisdn[1:]) - int(number_range.first_msisdn[1:]) + 1,
+        allocated=counts.get(PhoneNumberStatus.RESERVED, 0) + counts.get(PhoneNumberStatus.ASSIGNED, 0),
+        quarantined=counts.get(PhoneNumberStatus.QUARANTINED, 0),
+    )
 
 
 async def create_number_range(

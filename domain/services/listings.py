@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, false, func, or_, select, true
 
 from domain.authz import Principal
-from domain.enums import ArticleKind, LineStatus, PlanType
-from domain.models import CatalogueArticle, Company, EndUser, Line, Plan, SimCard
+from domain.enums import ArticleKind, LineStatus, PhoneNumberStatus, PlanType
+from domain.models import CatalogueArticle, Company, EndUser, Line, PhoneNumber, Plan, SimCard
 from domain.pagination import AnySelect
 
 # Lines that still hold their SIM: the SIM's current line (`GET /sims/{iccid}` → `line_id`).
@@ -125,4 +125,13 @@ def articles_query(principal: Principal, *, kind: ArticleKind | None = None, cat
         query = query.where(CatalogueArticle.kind == kind)
     if category:
         query = query.where(func.lower(CatalogueArticle.category) == category.lower())
+    return query
+
+
+def range_numbers_query(range_id: str, *, status: PhoneNumberStatus | None = None) -> AnySelect:
+    """The numbers of one range the platform knows (allocated, reserved, quarantined, released); the range
+    itself was authorised by the caller (an organisation-level object)."""
+    query = select(PhoneNumber).where(PhoneNumber.range_id == range_id)
+    if status is not None:
+        query = query.where(PhoneNumber.status == status)
     return query

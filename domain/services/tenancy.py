@@ -76,6 +76,7 @@ RESOURCES: dict[str, ResourceSpec] = {
     "article_id": ResourceSpec("CatalogueArticle", "article", org_wide=True),
     "pool_id": ResourceSpec("Pool", "pool"),
     "wallet_id": ResourceSpec("Wallet", "portefeuille"),
+    "funding_id": ResourceSpec("WalletFunding", "approvisionnement"),
     "deployment_id": ResourceSpec("Deployment", "déploiement"),
     "bulk_id": ResourceSpec("BulkOperation", "opération groupée"),
     "bulk_operation_id": ResourceSpec("BulkOperation", "opération groupée"),
@@ -84,10 +85,13 @@ RESOURCES: dict[str, ResourceSpec] = {
     "webhook_endpoint_id": ResourceSpec("WebhookEndpoint", "endpoint de webhook"),
     "delivery_id": ResourceSpec("WebhookDelivery", "livraison de webhook"),
     "invoice_id": ResourceSpec("Invoice", "facture"),
+    "credit_note_id": ResourceSpec("Invoice", "avoir"),
     "payment_id": ResourceSpec("Payment", "paiement"),
+    "payment_method_id": ResourceSpec("SavedPaymentMethod", "moyen de paiement"),
     "transaction_id": ResourceSpec("Transaction", "transaction"),
     "rule_id": ResourceSpec("Rule", "règle"),
     "batch": ResourceSpec("SimImport", "import", column="batch"),
+    "onboarding_id": ResourceSpec("Onboarding", "intégration"),
 }
 
 # Path parameters that are not object ids (formats, tabs, …): no tenant check applies.

@@ -9,17 +9,24 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.authz import Action, Principal, TenantChain, authorize
 from domain.contracts import TopUpInput
-from domain.enums import ArticleKind, DeploymentKind, PaymentMethod
+from domain.enums import (
+    TOPUP_PAYMENT_METHODS,
+    TOPUP_TERMINAL_STATUSES,
+    ArticleKind,
+    DeploymentKind,
+    PaymentMethod,
+    TopUpSource,
+)
 from domain.errors import IdempotencyMismatch, IllegalTransition, NotFound, ValidationFailed
 from domain.models import CatalogueArticle, Deployment, DeploymentItem, Line, SimCard, TopUp
 from domain.money import GB
 from domain.services.lines import topup_refusal
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-TOPUP_PAYMENT_METHODS = (PaymentMethod.CARD, PaymentMethod.WALLET, PaymentMethod.ACCOUNT)
 MAX_DATA_GB = 100
 
 
@@ -29,7 +36,7 @@ class TopUpRequest:
     data_gb: int
     payment_method: PaymentMethod
     idempotency_key: str
-    source: str
+    source: TopUpSource
     requested_by: str
     end_user_id: str | None = None
 
@@ -70,78 +77,117 @@ async def find_topup_by_key(session: AsyncSession, org_id: str, key: str) -> Top
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def create_or_get_topup(
-    sessionmaker: async_sessionmaker[AsyncSession], request: TopUpRequest
-) -> tuple[TopUp, Line, bool]:
-    """Writes the top-up intent and its deployment in their own transaction; a second request with
-    the same key gets the first one (a different body under that key is refused)."""
+@dataclass(frozen=True)
+class SubmittedTopUp:
+    """The top-up intent a request wrote (`created`) or found under its key, and the workflow's input."""
+
+    topup: TopUp
+    created: bool
+    workflow_input: TopUpInput
+    msisdn: str
+    iccid: str | None
+
+    @property
+    def settled(self) -> bool:
+        """Found already settled: the same key answers the recorded outcome, nothing is started."""
+        return not self.created and self.topup.status in TOPUP_TERMINAL_STATUSES
+
+
+async def submit_topup(
+    session: AsyncSession,
+    request: TopUpRequest,
+    *,
+    principal: Principal | None,
+    sla_s: int,
+    charge_window_s: int,
+) -> SubmittedTopUp:
+    """The one top-up submission of the API, the portals and the auto top-up rule. Reads the line once (from
+    the session's identity map when the request's guard has looked it up already) and its SIM, checks
+    `principal` may write it (None: the rule, acting for the organisation), validates the request, then
+    writes the intent and its deployment, or finds the one written under the same key (a different body
+    under that key is refused). Commits before returning, so the workflow finds the intent and no
+    connection is held while the caller waits on Temporal."""
+    line = await session.get(Line, request.line_id)  # the guard's lookup of the path's line, when there is one
+    if line is None:
+        raise NotFound(None, "ligne introuvable")
+    if principal is not None:
+        authorize(principal, Action.WRITE, TenantChain(line.org_id, line.company_id, line.end_user_id), "ligne")
     check_request(request)
-    async with sessionmaker() as session:
-        line = await session.get(Line, request.line_id)
-        if line is None:
-            raise NotFound(None, "ligne introuvable")
-        existing = await find_topup_by_key(session, line.org_id, request.idempotency_key)
-    if existing is not None:
-        return _same_request(existing, request), line, False
-    refusal = topup_refusal(line)
-    if refusal is not None:
-        raise IllegalTransition("line_id", refusal)
-    try:
-        async with sessionmaker.begin() as session:
-            sim = await session.get(SimCard, line.sim_id) if line.sim_id else None
-            article = await data_recharge_article(session, line.org_id, sim.carrier if sim else None)
-            deployment = Deployment(
-                org_id=line.org_id,
-                company_id=line.company_id,
-                kind=DeploymentKind.ONE_OFF_OPTION,
-                category=article.category,
-                partner=None,
-                collecting_operator=article.carrier,
-                created_by=request.requested_by,
-            )
-            session.add(deployment)
-            await session.flush()
-            topup = TopUp(
-                org_id=line.org_id,
-                company_id=line.company_id,
-                line_id=line.id,
-                end_user_id=request.end_user_id or line.end_user_id,
-                idempotency_key=request.idempotency_key,
-                request_fingerprint=request.fingerprint(),
-                source=request.source,
-                requested_by=request.requested_by,
-                article_id=article.id,
-                quantity=request.data_gb,
-                unit_price_minor=article.sale_price_minor,
-                amount_minor=article.sale_price_minor * request.data_gb,
-                currency=article.currency,
-                data_bytes=article.data_bytes * request.data_gb,
-                payment_method=request.payment_method,
-                deployment_id=deployment.id,
-                workflow_id="",
-            )
-            session.add(topup)
-            await session.flush()
-            topup.workflow_id = workflow_id_for(line.org_id, topup.id)
-            deployment.workflow_id = topup.workflow_id
-            session.add(
-                DeploymentItem(
-                    deployment_id=deployment.id,
-                    line_id=line.id,
-                    article_id=article.id,
-                    quantity=request.data_gb,
-                    amount_minor=topup.amount_minor,
-                    currency=topup.currency,
-                )
-            )
-    except IntegrityError:
-        # A concurrent request with the same key won the insert: answer with its top-up.
-        async with sessionmaker() as session:
-            existing = await find_topup_by_key(session, line.org_id, request.idempotency_key)
-        if existing is None:
-            raise
-        return _same_request(existing, request), line, False
-    return topup, line, True
+    sim = await session.get(SimCard, line.sim_id) if line.sim_id else None
+    org_id, msisdn, iccid = line.org_id, line.msisdn, sim.iccid if sim else None
+    topup = await find_topup_by_key(session, org_id, request.idempotency_key)
+    created = topup is None
+    if topup is None:
+        refusal = topup_refusal(line)
+        if refusal is not None:
+            raise IllegalTransition("line_id", refusal)
+        article = await data_recharge_article(session, line.org_id, sim.carrier if sim else None)
+        try:
+            async with session.begin_nested():
+                topup = await _write_intent(session, line, article, request)
+        except IntegrityError:
+            # A concurrent request with the same key won the insert: answer with its top-up.
+            topup = await find_topup_by_key(session, org_id, request.idempotency_key)
+            if topup is None:
+                raise
+            created = False
+    if not created:
+        topup = _same_request(topup, request)
+        found = await session.get(CatalogueArticle, topup.article_id)
+        assert found is not None
+        article = found
+    data = topup_input(topup, msisdn, article, iccid, sla_s, charge_window_s=charge_window_s)
+    await session.commit()
+    return SubmittedTopUp(topup=topup, created=created, workflow_input=data, msisdn=msisdn, iccid=iccid)
+
+
+async def _write_intent(session: AsyncSession, line: Line, article: CatalogueArticle, request: TopUpRequest) -> TopUp:
+    deployment = Deployment(
+        org_id=line.org_id,
+        company_id=line.company_id,
+        kind=DeploymentKind.ONE_OFF_OPTION,
+        category=article.category,
+        partner=None,
+        collecting_operator=article.carrier,
+        created_by=request.requested_by,
+    )
+    session.add(deployment)
+    await session.flush()
+    topup = TopUp(
+        org_id=line.org_id,
+        company_id=line.company_id,
+        line_id=line.id,
+        end_user_id=request.end_user_id or line.end_user_id,
+        idempotency_key=request.idempotency_key,
+        request_fingerprint=request.fingerprint(),
+        source=request.source,
+        requested_by=request.requested_by,
+        article_id=article.id,
+        quantity=request.data_gb,
+        unit_price_minor=article.sale_price_minor,
+        amount_minor=article.sale_price_minor * request.data_gb,
+        currency=article.currency,
+        data_bytes=article.data_bytes * request.data_gb,
+        payment_method=request.payment_method,
+        deployment_id=deployment.id,
+        workflow_id="",
+    )
+    session.add(topup)
+    await session.flush()
+    topup.workflow_id = workflow_id_for(line.org_id, topup.id)
+    deployment.workflow_id = topup.workflow_id
+    session.add(
+        DeploymentItem(
+            deployment_id=deployment.id,
+            line_id=line.id,
+            article_id=article.id,
+            quantity=request.data_gb,
+            amount_minor=topup.amount_minor,
+            currency=topup.currency,
+        )
+    )
+    await session.flush()
+    return topup
 
 
 def _same_request(existing: TopUp, request: TopUpRequest) -> TopUp:
@@ -152,7 +198,7 @@ def _same_request(existing: TopUp, request: TopUpRequest) -> TopUp:
 
 def topup_input(
     topup: TopUp,
-    line: Line,
+    msisdn: str,
     article: CatalogueArticle,
     iccid: str | None,
     sla_s: int,
@@ -165,7 +211,7 @@ def topup_input(
         company_id=topup.company_id,
         line_id=topup.line_id,
         deployment_id=topup.deployment_id or "",
-        msisdn=line.msisdn,
+        msisdn=msisdn,
         iccid=iccid,
         payment_method=topup.payment_method.value,
         amount_minor=topup.amount_minor,

@@ -7,12 +7,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.enums import WebhookDeliveryStatus
+from domain.errors import IllegalTransition
 from domain.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint, new_id
 from domain.security import SecretBox
 from domain.webhooks import envelope, subscribed
@@ -112,3 +113,33 @@ async def log_attempt(
     if status_code is not None and 200 <= status_code < 300:
         delivery.status = WebhookDeliveryStatus.DELIVERED
         delivery.delivered_at = datetime.now(UTC)
+
+
+def redelivery_workflow_id(org_id: str, delivery_id: str, number: int) -> str:
+    return f"webhook-redelivery/{org_id}/{delivery_id}/{number}"
+
+
+async def claim_redelivery(session: AsyncSession, delivery: WebhookDelivery, endpoint: WebhookEndpoint) -> int:
+    """Numbers the next redelivery of a finished delivery and puts it back to pending; returns the number.
+    One conditional UPDATE: of two simultaneous requests only one finds the delivery finished."""
+    if not endpoint.enabled:
+        raise IllegalTransition("webhook_endpoint_id", "l'endpoint est désactivé : rien ne peut lui être renvoyé")
+    number = (delivery.redeliveries or 0) + 1
+    claimed = await session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery.id,
+            WebhookDelivery.status != WebhookDeliveryStatus.PENDING,
+            WebhookDelivery.redeliveries == number - 1,
+        )
+        .values(
+            status=WebhookDeliveryStatus.PENDING,
+            redeliveries=number,
+            workflow_id=redelivery_workflow_id(delivery.org_id, delivery.id, number),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        raise IllegalTransition("delivery_id", "une livraison de cet événement est déjà en cours")
+    await session.refresh(delivery)
+    return number

@@ -145,7 +145,7 @@ async def test_oversized_upload_is_refused_by_its_length_before_authentication(s
             headers={"Content-Type": MULTIPART, "Content-Length": str(10 * 1024**3)},  # "10 GB", no credentials
         )
     assert_problem(response, 413)
-    assert response.json()["code"] == "payload_too_large"
+    assert response.json()["code"] == "request.payload_too_large"
     assert body.pulled == 0  # refused on the announced length: not one byte read
 
 
@@ -295,7 +295,7 @@ async def test_a_stranger_cannot_lock_the_owner_out(settings: Settings, db: Db, 
         for client in (attacker, attacker_elsewhere):
             refused = await token_response(client, email, STRONG_PASSWORD)
             assert_problem(refused, 401)
-            assert refused.json()["code"] == "authentication_failed"
+            assert refused.json()["code"] == "auth.authentication_failed"
         # the owner, from another address, still logs in: API and portal
         assert (await token_response(owner, email, STRONG_PASSWORD)).status_code == 200
         page = await owner.get("/portal/login")

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -31,27 +32,43 @@ from api.guard import path_parameters, rule_for
 from domain.enums import (
     ApiKeyScope,
     ArticleKind,
+    AutoRenewMode,
     BulkOperationKind,
     LineStatus,
     PaymentMethod,
+    PlanType,
+    PoolKind,
     SimStatus,
     StaffRole,
+    SubscriptionKind,
+    WalletOwnerType,
 )
 from domain.models import (
     BulkOperation,
     CatalogueArticle,
     Company,
     EndUser,
+    Invoice,
     InvoiceCounter,
     Line,
+    NumberRange,
+    Onboarding,
     Organisation,
+    Plan,
+    Pool,
+    SavedPaymentMethod,
     SimCard,
     SimImport,
     StaffUser,
+    Subscription,
     TopUp,
+    Wallet,
+    WalletFunding,
     WebhookDelivery,
     WebhookEndpoint,
 )
+from domain.money import Money
+from domain.services import billing
 from tests.api._security_support import Db, add_api_key, add_end_user, add_staff_member, bearer
 from tests.api._support import STRONG_PASSWORD, random_iccid, random_imsi, row_counts
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, LOG_DIR
@@ -158,12 +175,39 @@ async def _line(world: World, slot: str) -> str | None:
         org_id=t.org_id,
         company_id=t.company_id,
         end_user_id=t.end_user_id,
-        msisdn="+336" + str(uuid.uuid4().int)[:8],
+        msisdn="+3367" + str(uuid.uuid4().int)[:7],
         status=LineStatus.ACTIVE,
         cfast_service_label=_marker(world, "line_id", slot),
     )
     async with world.db.begin() as session:
         session.add(line)
+        # The line renews on its plan: its subscription is read through the line's routes.
+        plan = Plan(
+            org_id=t.org_id,
+            company_id=t.company_id,
+            name=f"BOLA {uuid.uuid4().hex[:8]}",
+            plan_type=PlanType.PREPAID,
+            price_minor=1000,
+            carrier="Orange",
+        )
+        session.add(plan)
+        await session.flush()
+        today = datetime.now(UTC).date()
+        session.add(
+            Subscription(
+                org_id=t.org_id,
+                company_id=t.company_id,
+                line_id=line.id,
+                end_user_id=t.end_user_id,
+                plan_id=plan.id,
+                anchor_on=today,
+                validity_days=30,
+                next_renewal_on=today + timedelta(days=30),
+                auto_renew_mode=AutoRenewMode.ON,
+                payment_method=PaymentMethod.CARD,
+                workflow_id=f"subscription/{t.org_id}/{line.id}",
+            )
+        )
     return line.id
 
 
@@ -282,6 +326,200 @@ async def _delivery(world: World, slot: str) -> str | None:
     return delivery.id
 
 
+async def _number_range(world: World, slot: str) -> str | None:
+    t = world.tenants[slot]
+    if t.company_id is not None:
+        return None  # an organisation's object
+    first = 33_612_000_000 + secrets.randbelow(900_000) * 100
+    number_range = NumberRange(
+        org_id=t.org_id,
+        label=_marker(world, "number_range_id", slot),
+        first_msisdn=f"+{first}",
+        last_msisdn=f"+{first + 99}",
+    )
+    async with world.db.begin() as session:
+        session.add(number_range)
+    return number_range.id
+
+
+async def _plan(world: World, slot: str) -> str | None:
+    t = world.tenants[slot]
+    if t.company_id is None or t.end_user_id is not None:
+        # A general plan is readable by the whole organisation (its company staff included), not a
+        # subtree object; no plan belongs to an end user.
+        return None
+    plan = Plan(
+        org_id=t.org_id,
+        company_id=t.company_id,
+        name=_marker(world, "plan_id", slot),
+        plan_type=PlanType.PREPAID,
+        price_minor=1000,
+        carrier="Orange",
+    )
+    async with world.db.begin() as session:
+        session.add(plan)
+    return plan.id
+
+
+async def _pool(world: World, slot: str) -> str | None:
+    t = world.tenants[slot]
+    if t.company_id is None or t.end_user_id is not None:
+        return None  # a pool belongs to a company, never to an end user
+    async with world.db.begin() as session:
+        plan = Plan(
+            org_id=t.org_id,
+            company_id=t.company_id,
+            name=f"BOLA pool {uuid.uuid4().hex[:8]}",
+            plan_type=PlanType.SUBSCRIPTION,
+            subscription_kind=SubscriptionKind.STATIC_POOL,
+            price_minor=5000,
+            carrier="Orange",
+        )
+        session.add(plan)
+        await session.flush()
+        pool = Pool(
+            org_id=t.org_id,
+            company_id=t.company_id,
+            name=_marker(world, "pool_id", slot),
+            kind=PoolKind.STATIC,
+            plan_id=plan.id,
+        )
+        session.add(pool)
+    return pool.id
+
+
+async def _transaction(world: World, slot: str) -> str | None:
+    t = world.tenants[slot]
+    if t.company_id is None or t.end_user_id is not None:
+        return None
+    async with world.db.begin() as session:
+        transaction = await billing.record_transaction(
+            session,
+            org_id=t.org_id,
+            company_id=t.company_id,
+            reference=f"bola:{uuid.uuid4().hex}",
+            description=_marker(world, "transaction_id", slot),
+            retail=Money(100),
+        )
+    return transaction.id
+
+
+async def _invoice(world: World, slot: str) -> str | None:
+    t = world.tenants[slot]
+    if t.company_id is None or t.end_user_id is not None:
+        return None
+    async with world.db.begin() as session:
+        transaction = await billing.record_transaction(
+            session,
+            org_id=t.org_id,
+            company_id=t.company_id,
+            reference=f"bola:{uuid.uuid4().hex}",
+            description="Frais",
+            retail=Money(100),
+        )
+        invoice = await billing.issue_invoice(
+            session,
+            org_id=t.org_id,
+            company_id=t.company_id,
+            reference=f"bola:{uuid.uuid4().hex}",
+            transactions=[transaction],
+            title=_marker(world, "invoice_id", slot),
+        )
+    return invoice.id
+
+
+async def _credit_note(world: World, slot: str) -> str | None:
+    invoice_id = await world.get("invoice_id", slot)
+    if invoice_id is None:
+        return None
+    async with world.db.begin() as session:
+        invoice = await session.get(Invoice, invoice_id)
+        assert invoice is not None
+        note = await billing.issue_credit_note(session, invoice, [], reference=f"bola:{uuid.uuid4().hex}")
+        note.title = _marker(world, "credit_note_id", slot)
+    return note.id
+
+
+async def _payment_method(world: World, slot: str) -> str | None:
+    t = world.tenants[slot]
+    if t.company_id is None:
+        return None
+    card = SavedPaymentMethod(
+        org_id=t.org_id,
+        company_id=t.company_id,
+        end_user_id=t.end_user_id,
+        stripe_customer_id=f"cus_bola{uuid.uuid4().hex[:12]}",
+        stripe_payment_method_id=_marker(world, "payment_method_id", slot),
+        brand="visa",
+        last4="4242",
+    )
+    async with world.db.begin() as session:
+        session.add(card)
+    return card.id
+
+
+async def _wallet(world: World, slot: str) -> str | None:
+    """The slot's own wallet: its end user's, else its company's (what `/companies|end-users/{id}/wallet` read)."""
+    t = world.tenants[slot]
+    if t.company_id is None:
+        return None
+    owner_type = WalletOwnerType.END_USER if t.end_user_id else WalletOwnerType.COMPANY
+    wallet = Wallet(
+        org_id=t.org_id,
+        company_id=t.company_id,
+        owner_type=owner_type,
+        owner_id=t.end_user_id or t.company_id,
+    )
+    async with world.db.begin() as session:
+        session.add(wallet)
+    return wallet.id
+
+
+async def _funding(world: World, slot: str) -> str | None:
+    wallet_id = await world.get("wallet_id", slot)
+    if wallet_id is None:
+        return None
+    t = world.tenants[slot]
+    funding = WalletFunding(
+        org_id=t.org_id,
+        company_id=t.company_id,
+        end_user_id=t.end_user_id,
+        wallet_id=wallet_id,
+        idempotency_key=uuid.uuid4().hex,
+        request_fingerprint=uuid.uuid4().hex,
+        requested_by="bola",
+        amount_minor=1000,
+        status="failed",
+        workflow_id=f"wallet-funding/{t.org_id}/{uuid.uuid4().hex}",
+        failure_reason=_marker(world, "funding_id", slot),
+    )
+    async with world.db.begin() as session:
+        session.add(funding)
+    return funding.id
+
+
+async def _onboarding(world: World, slot: str) -> str | None:
+    """An organisation's onboarding (one per organisation): only the organisation-level slots have one."""
+    t = world.tenants[slot]
+    if t.company_id is not None:
+        return None
+    onboarding = Onboarding(
+        org_id=t.org_id,
+        workflow_id=f"onboarding/{t.org_id}",
+        contact_email=f"bola-{uuid.uuid4().hex[:8]}@x.fr",
+        contact_name=_marker(world, "onboarding_id", slot),
+        stage="contracts_sent",
+        deposit_minor=50_000,
+        balance_minor=50_000,
+        reminder_after_s=86_400,
+        platform_sla_s=14 * 86_400,
+        created_by="bola",
+    )
+    async with world.db.begin() as session:
+        session.add(onboarding)
+    return onboarding.id
+
+
 async def _org(world: World, slot: str) -> str | None:
     t = world.tenants[slot]
     return t.org_id if t.company_id is None else None
@@ -300,7 +538,17 @@ FACTORIES: dict[str, Factory] = {
     "staff_id": _staff,
     "webhook_endpoint_id": _endpoint,
     "delivery_id": _delivery,
+    "number_range_id": _number_range,
+    "plan_id": _plan,
+    "pool_id": _pool,
     "org_id": _org,
+    "transaction_id": _transaction,
+    "invoice_id": _invoice,
+    "credit_note_id": _credit_note,
+    "payment_method_id": _payment_method,
+    "wallet_id": _wallet,
+    "funding_id": _funding,
+    "onboarding_id": _onboarding,
 }
 
 
@@ -411,6 +659,10 @@ async def _snapshot(db: Db, world: World) -> dict[str, Any]:
             (StaffUser, StaffUser.id),
             (WebhookEndpoint, WebhookEndpoint.id),
             (WebhookDelivery, WebhookDelivery.id),
+            (NumberRange, NumberRange.id),
+            (SavedPaymentMethod, SavedPaymentMethod.id),
+            (Wallet, Wallet.id),
+            (WalletFunding, WalletFunding.id),
         ):
             table = model.__table__
             result = await session.execute(select(table).where(column.in_(world.all_values())))

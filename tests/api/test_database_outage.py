@@ -28,6 +28,8 @@ from tests.api._security_support import other_app
 from tests.api._support import assert_problem
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login
 
+pytestmark = pytest.mark.each_backend
+
 
 class TcpRelay:
     """Forwards 127.0.0.1:`port` to the database server until `cut()`; `start()` again restores it."""

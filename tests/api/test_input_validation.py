@@ -639,7 +639,7 @@ async def test_snaic_callback_bad_signature(app_client: httpx.AsyncClient, db: D
                 "/api/v1/snaic/callback", content=body, headers={**headers, "Content-Type": "application/json"}
             )
             body_json = assert_problem(response, 401)
-            assert body_json["code"] == "invalid_signature", name
+            assert body_json["code"] == "snaic.invalid_signature", name
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.enums import ArticleKind, LineStatus, PlanType, SimStatus, StaffRole
 from domain.identifiers import msisdn_national
-from domain.models import CatalogueArticle, Company, Line, Plan, SimCard
+from domain.models import CatalogueArticle, Company, Line, Plan, SimCard, WebhookEndpoint
 from tests.api._security_support import add_end_user, add_staff_member, bearer
 from tests.api._support import assert_problem, random_iccid, random_imsi
 from tests.api.conftest import Tenant, make_tenant
@@ -26,7 +26,8 @@ Headers = dict[str, str]
 
 
 def _msisdn() -> str:
-    return "+336" + str(uuid.uuid4().int)[:8]
+    # 067x: metropolitan mobile numbers only (069x are overseas and are not French-region numbers).
+    return "+3367" + str(uuid.uuid4().int)[:7]
 
 
 async def _plan(db: Db, org_id: str, company_id: str | None = None, plan_type: PlanType = PlanType.PREPAID) -> str:
@@ -347,3 +348,66 @@ async def test_sim_detail_names_its_current_line(
     assert (await app_client.get(f"/api/v1/sims/{blank}", headers=a.org_staff)).json()["line_id"] is None
     assert ended_id  # the terminated line is still listed
     assert ended_id in await _ids(app_client, "/api/v1/lines", a.org_staff, status="terminated")
+
+
+async def _walk_links(client: httpx.AsyncClient, path: str, headers: Headers, **params: Any) -> list[dict[str, Any]]:
+    """Every item of a bare-array list, following its `Link: <…>; rel="next"` headers."""
+    response = await client.get(path, params=params, headers=headers)
+    items: list[dict[str, Any]] = []
+    for _ in range(100):
+        assert response.status_code == 200, response.text
+        items.extend(response.json())
+        link = response.headers.get("link")
+        if link is None:
+            return items
+        assert link.endswith('>; rel="next"'), link
+        response = await client.get(link[1 : link.index(">")], headers=headers)
+    raise AssertionError("the pages never end")
+
+
+async def test_staff_keys_endpoints_and_ranges_page_in_their_own_order(
+    app_client: httpx.AsyncClient, db: Db, two_orgs: tuple[Tenant, Tenant]
+) -> None:
+    a, b = two_orgs
+    for n in range(4):
+        await add_staff_member(db, org_id=a.org_id, email=f"z{n}-{uuid.uuid4().hex[:6]}@test.simflow")
+    for n in range(5):
+        created = await app_client.post(
+            "/api/v1/api-keys", json={"name": f"clé {n}", "scope": "read_only"}, headers=a.org_staff
+        )
+        assert created.status_code == 201, created.text
+    async with db.begin() as session:
+        for n in range(5):
+            session.add(
+                WebhookEndpoint(
+                    org_id=a.org_id, url=f"https://hooks.example.com/{n}", secret_encrypted="x", events=["*"]
+                )
+            )
+    prefix = "+3367" + str(uuid.uuid4().int)[:3]
+    for n in range(5):
+        first = f"{prefix}{n}000"
+        created = await app_client.post(
+            "/api/v1/number-ranges",
+            json={"label": f"Plage {n}", "first_msisdn": first, "last_msisdn": first[:-3] + "009"},
+            headers=a.org_staff,
+        )
+        assert created.status_code == 201, created.text
+    await add_staff_member(db, org_id=b.org_id)  # another organisation's, never listed
+
+    for path, key in (
+        ("/api/v1/staff", "email"),
+        ("/api/v1/api-keys", "id"),
+        ("/api/v1/webhook-endpoints", "id"),
+        ("/api/v1/number-ranges", "first_msisdn"),
+    ):
+        whole = await app_client.get(path, headers=a.org_staff)
+        assert whole.status_code == 200 and "link" not in whole.headers, whole.text
+        walked = await _walk_links(app_client, path, a.org_staff, limit=2)
+        # The same rows in the same (default) order, page after page: no duplicate, no gap.
+        assert [item[key] for item in walked] == [item[key] for item in whole.json()], path
+        assert len(walked) >= 4
+        assert_problem(await app_client.get(path, params={"cursor": "YWJj"}, headers=a.org_staff), 422, "cursor")
+    emails = [s["email"] for s in await _walk_links(app_client, "/api/v1/staff", a.org_staff, limit=3)]
+    assert emails == sorted(emails)
+    keys = await _walk_links(app_client, "/api/v1/api-keys", a.org_staff, limit=2)
+    assert [k["created_at"] for k in keys] == sorted((k["created_at"] for k in keys), reverse=True)

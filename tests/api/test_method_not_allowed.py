@@ -23,5 +23,5 @@ async def test_405_lists_every_method_of_the_path(
 ) -> None:
     response = await app_client.request(method, path)
     assert_problem(response, 405)
-    assert response.json()["code"] == "http_405"
+    assert response.json()["code"] == "request.method_not_allowed"
     assert response.headers["Allow"] == allowed

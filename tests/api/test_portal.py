@@ -50,9 +50,10 @@ async def portal(database_url: str) -> AsyncIterator[Portal]:
         yield Portal(app, seed, admin_email)
 
 
-def browser(portal: Portal) -> httpx.AsyncClient:
-    """A fresh cookie jar, like a new browser profile."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=portal.app), base_url="http://portal.test")
+def browser(portal: Portal, address: tuple[str, int] | None = None) -> httpx.AsyncClient:
+    """A fresh cookie jar, like a new browser profile; `address`: the client's own IP (its own login budget)."""
+    transport = httpx.ASGITransport(app=portal.app, client=address) if address else httpx.ASGITransport(app=portal.app)
+    return httpx.AsyncClient(transport=transport, base_url="http://portal.test")
 
 
 def csrf_from(html: str) -> str:
@@ -62,8 +63,10 @@ def csrf_from(html: str) -> str:
 
 
 @asynccontextmanager
-async def logged_in(portal: Portal, email: str, password: str = PASSWORD) -> AsyncIterator[httpx.AsyncClient]:
-    async with browser(portal) as client:
+async def logged_in(
+    portal: Portal, email: str, password: str = PASSWORD, *, address: tuple[str, int] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with browser(portal, address) as client:
         form = await client.get("/portal/login")
         response = await client.post(
             "/portal/login",
@@ -147,7 +150,7 @@ async def test_login_never_redirects_off_portal(portal: Portal) -> None:
                 "/portal/login",
                 data={"email": portal.seed.staff_a, "password": PASSWORD, "csrf_token": token, "next": evil},
             )
-            assert response.headers["location"] == "/portal/sims", evil
+            assert response.headers["location"] == "/portal/home", evil
             client.cookies.delete("simflow_session")
             token = csrf_from((await client.get("/portal/login")).text)
 
@@ -250,8 +253,8 @@ async def test_csrf_token_is_bound_to_the_account(portal: Portal) -> None:
 
 
 async def test_session_slides_when_half_of_its_lifetime_is_gone(portal: Portal) -> None:
-    from api.authz import PrincipalKind
     from api.deps import issue_token, principal_from_token
+    from domain.authz import PrincipalKind
 
     settings: Settings = portal.app.state.simflow.settings
     async with logged_in(portal, portal.seed.staff_a) as client:
@@ -326,9 +329,9 @@ async def test_admin_set_password_must_be_changed_before_any_portal_page(portal:
             "/portal/sims/columns", data={"order": ["status"], "visible": ["status"], "csrf_token": token}
         )
         assert posted.status_code == 303
-        assert posted.headers["location"] == "/portal/password?next=%2Fportal%2Fsims"
+        assert posted.headers["location"] == "/portal/password?next=%2Fportal%2Fhome"  # the home page
         api = await client.get(f"/api/v1/companies/{portal.seed.company_a1}")
-        assert api.status_code == 403 and api.json()["code"] == "password_change_required"
+        assert api.status_code == 403 and api.json()["code"] == "auth.password_change_required"
 
         base = {"csrf_token": token, "next": "/portal/companies"}
         no_csrf = await client.post(
@@ -709,3 +712,42 @@ async def test_line_links_and_the_search_box_open_temporal_on_the_keyed_hash_of_
     async with browser(portal) as anonymous:
         refused = await anonymous.post("/portal/temporal-search", data={"q": "0612345678"})
         assert refused.status_code in (303, 403) and "MsisdnHash" not in refused.headers.get("location", "")
+
+
+# --- branding ----------------------------------------------------------------------------------------
+
+
+async def test_the_header_shows_the_organisations_logo_to_its_staff_only(portal: Portal) -> None:
+    from io import BytesIO
+
+    from PIL import Image
+    from sqlalchemy import update
+
+    from domain.models import Organisation
+
+    out = BytesIO()
+    Image.new("RGB", (95, 95), (10, 120, 60)).save(out, format="PNG")
+    logo = out.getvalue()
+    seed = portal.seed
+    async with portal.app.state.simflow.sessionmaker.begin() as session:
+        await session.execute(
+            update(Organisation).where(Organisation.id == seed.org_a).values(logo=logo, brand_name="Alpha Mobile")
+        )
+    try:
+        async with logged_in(portal, seed.staff_a) as client:
+            html = (await client.get("/portal/companies")).text
+            assert 'data-testid="org-logo"' in html and 'src="/portal/branding/logo"' in html
+            assert "Alpha Mobile" in html
+            image = await client.get("/portal/branding/logo")
+            assert image.status_code == 200 and image.content == logo
+            assert image.headers["content-type"] == "image/png"
+        for email, password in ((seed.staff_b, PASSWORD), (portal.admin_email, ADMIN_PASSWORD)):
+            async with logged_in(portal, email, password) as client:
+                html = (await client.get("/portal/companies")).text
+                assert 'data-testid="org-logo"' not in html and "Alpha Mobile" not in html
+                assert (await client.get("/portal/branding/logo")).status_code == 404
+        async with browser(portal) as anonymous:
+            assert (await anonymous.get("/portal/branding/logo")).status_code == 303  # to the login page
+    finally:
+        async with portal.app.state.simflow.sessionmaker.begin() as session:
+            await session.execute(update(Organisation).where(Organisation.id == seed.org_a).values(logo=None))

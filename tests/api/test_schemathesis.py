@@ -34,6 +34,8 @@ from infra.settings import Settings
 from tests.api._support import VALID_SIRET
 from tests.conftest import LOG_DIR, _backend, _create_postgres_database, _drop_postgres_database, migrate
 
+pytestmark = pytest.mark.each_backend
+
 MAX_EXAMPLES = 10
 # One worker: schemathesis' workers are threads, and CPython 3.11 can fail a `compile`/`ast.parse` run by
 # two threads at once ("AST constructor recursion depth mismatch"), which hypothesis does while generating.

@@ -23,6 +23,7 @@ from activities.inventory import InventoryActivities
 from activities.records import RecordActivities
 from domain.contracts import MarkCfastFailed, SaveCfastIds
 from domain.enums import CfastSyncStatus, LineStatus, PlanType, SimStatus
+from domain.errors import ErrorCode
 from domain.lifecycle_contracts import (
     AllocateMsisdn,
     CancelScheduledTermination,
@@ -106,7 +107,7 @@ async def _side(db: Db) -> Side:
             company_id=company.id,
             sim_id=used.id,
             plan_id=general.id,
-            msisdn="+336" + str(uuid.uuid4().int)[:8],
+            msisdn="+3367" + str(uuid.uuid4().int)[:7],
             status=LineStatus.ACTIVE,
         )
         building = Line(
@@ -325,7 +326,7 @@ async def test_activity_refuses_another_tenants_id_and_changes_nothing(world: Wo
     with pytest.raises(ApplicationError) as caught:
         await FOREIGN_CALLS[case](world)
     assert caught.value.non_retryable, f"{case}: a tenant refusal must not be retried"
-    assert caught.value.type in ("inventory.not_found", "NotFound"), caught.value.type
+    assert caught.value.type == ErrorCode.NOT_FOUND, caught.value.type
     assert world.theirs.org_id not in str(caught.value), "the refusal names nothing of the other tenant"
     assert await _state(world) == before, f"{case} changed something"
 

@@ -20,7 +20,7 @@ from sqlalchemy import select, text
 from temporalio.testing import ActivityEnvironment
 
 from activities.webhooks import AuditActivities
-from domain.audit import AuditEntry, record, verify_chain
+from domain.audit import AuditEntry, ChainReport, record, verify_chain
 from domain.models import AuditLog
 from domain.security import API_KEY_PATTERN
 from domain.security_contracts import AuditRecordInput
@@ -214,6 +214,72 @@ async def test_tampering_is_detected(tmp_path: Path) -> None:
         async with sessionmaker() as session:
             middle = await verify_chain(session)
         assert not middle.ok and middle.first_bad_id == 3
+    finally:
+        await engine.dispose()
+
+
+async def test_rows_appended_while_the_chain_is_checked_are_left_to_the_next_check(tmp_path: Path) -> None:
+    """Live traffic appends while `audit-verify` reads: the check covers the rows its head counted and reports
+    the chain intact (it used to read the head last and call the newer rows 'removed')."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'live.db'}"
+    await asyncio.to_thread(migrate, url)
+    engine = create_engine(url)
+    sessionmaker = create_sessionmaker(engine)
+
+    async def append(actor: str) -> None:
+        async with sessionmaker.begin() as session:
+            await record(session, AuditEntry(actor=actor, action="money.charge", details={"amount_minor": 100}))
+
+    try:
+        for i in range(5):
+            await append(f"early-{i}")
+        async with sessionmaker() as session:
+            read = session.execute
+            reads = 0
+
+            async def read_then_traffic(*args: Any, **kwargs: Any) -> Any:
+                nonlocal reads
+                result = await read(*args, **kwargs)
+                reads += 1
+                if reads in (1, 2):  # after the head, and after the first batch of rows
+                    await append(f"late-{reads}")
+                return result
+
+            session.execute = read_then_traffic  # type: ignore[method-assign]
+            report = await verify_chain(session, batch=2)
+        assert report.ok and report.rows == 5, report
+        async with sessionmaker() as session:
+            assert await verify_chain(session) == ChainReport(True, 7)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_retry_that_loses_the_race_for_its_reference_leaves_the_chain_intact(tmp_path: Path) -> None:
+    """Two attempts of one audited step (same reference): the second sees no row, then finds the first's under
+    the lock and appends nothing. The head counted it anyway, and every later check said "rows removed"."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'race.db'}"
+    await asyncio.to_thread(migrate, url)
+    engine = create_engine(url)
+    sessionmaker = create_sessionmaker(engine)
+    entry = AuditEntry(actor="workflow", action="topup.charge", reference="wf-1:audit:topup.charge")
+    try:
+        async with sessionmaker.begin() as session:
+            read = session.execute
+            reads = 0
+
+            async def first_attempt_commits_meanwhile(*args: Any, **kwargs: Any) -> Any:
+                nonlocal reads
+                result = await read(*args, **kwargs)
+                reads += 1
+                if reads == 1:  # after the late attempt's first look found nothing
+                    async with sessionmaker.begin() as other:
+                        assert await record(other, entry) is not None
+                return result
+
+            session.execute = first_attempt_commits_meanwhile  # type: ignore[method-assign]
+            assert await record(session, entry) is None
+        async with sessionmaker() as session:
+            assert await verify_chain(session) == ChainReport(True, 1)
     finally:
         await engine.dispose()
 

@@ -85,7 +85,7 @@ async def test_totp_enrolment_window_replay_and_backup_codes(
 
     required = await token_response(app_client, email, STRONG_PASSWORD)
     assert_problem(required, 401)
-    assert required.json()["code"] == "totp_required"
+    assert required.json()["code"] == "auth.totp_required"
 
     # +1 step is accepted (the confirmation used the current step), and only once.
     ahead = code_at(secret, moment, +1)
@@ -134,7 +134,7 @@ async def test_five_wrong_codes_lock_the_account(app_client: httpx.AsyncClient, 
     assert staff.locked_until is not None
     locked = await token_response(app_client, email, STRONG_PASSWORD, totp=backup_codes[0])
     assert_problem(locked, 401)
-    assert locked.json()["code"] == "authentication_failed"  # not "totp_required": nothing revealed
+    assert locked.json()["code"] == "auth.authentication_failed"  # not "auth.totp_required": nothing revealed
 
 
 async def test_refresh_tokens_rotate_and_reuse_revokes_the_family(
@@ -196,7 +196,7 @@ async def test_admin_set_password_must_be_changed_first(
     headers = {"Authorization": f"Bearer {tokens.json()['access_token']}"}
     blocked = await app_client.get("/api/v1/sims", headers=headers)
     assert_problem(blocked, 403)
-    assert blocked.json()["code"] == "password_change_required"
+    assert blocked.json()["code"] == "auth.password_change_required"
     assert (await app_client.get("/api/v1/auth/me", headers=headers)).json()["must_change_password"] is True
 
     same = await app_client.post(

@@ -27,7 +27,6 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.webhooks import WebhookActivities
 from api.app import create_app
-from api.events import emit_event
 from domain.models import WebhookDelivery, WebhookEndpoint
 from domain.security import SecretBox
 from domain.security_contracts import EmitEventInput
@@ -35,6 +34,7 @@ from domain.webhooks import HASH_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, see
 from infra.db import create_engine, create_sessionmaker
 from infra.settings import Settings
 from integrations.webhooks import TargetRejected, WebhookSender
+from starters.webhooks import emit_event
 from tests.api._security_support import Db, Headers
 from tests.api._support import assert_problem, unchanged
 from tests.api.conftest import Tenant
@@ -360,6 +360,7 @@ async def test_workflows_publish_through_the_emit_activity_and_rotation_overlaps
             WebhookSender(2.0, ["127.0.0.1"]),
             SecretBox(settings.secrets_key.get_secret_value()),
             wh_settings,
+            emit_event,
         )
         data = EmitEventInput(
             org_id=tenant.org_id,
@@ -374,7 +375,7 @@ async def test_workflows_publish_through_the_emit_activity_and_rotation_overlaps
         await engine.dispose()
     wf_id = f"webhook-delivery/{tenant.org_id}/{data.event_id}/{created['id']}"
     assert first.workflow_ids == second.workflow_ids and wf_id in first.workflow_ids
-    await temporal_client.get_workflow_handle(wf_id).result()
+    await temporal_client.get_workflow_handle_for(WebhookDeliveryWorkflow.run, wf_id).result()
     [delivered] = receiver.received(path, "sim_card.first_usage")
     header = delivered.headers[SIGNATURE_HEADER]
     assert header.count("v1=") == 2
@@ -389,3 +390,75 @@ def test_delivery_retry_policy_matches_the_contract() -> None:
     assert retry.maximum_interval == timedelta(hours=6)
     assert policies.WEBHOOK_DELIVERY_WINDOW == timedelta(days=3)
     assert "webhook.target_rejected" in (retry.non_retryable_error_types or [])
+
+
+@pytest.mark.usefixtures("wh_worker")
+async def test_redelivery_starts_a_new_workflow_whose_attempts_follow_the_log(
+    wh_client: httpx.AsyncClient,
+    wh_settings: Settings,
+    temporal_client: Client,
+    receiver: Receiver,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    db: Db,
+) -> None:
+    path = _path("redeliver")
+    created = (await _register(wh_client, tenant.org_staff, receiver.url(path), ["company.updated"])).json()
+    # The target is refused at send time: the delivery gives up after one attempt.
+    async with db.begin() as session:
+        await session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == created["id"])
+            .values(url=f"https://127.0.0.2:{receiver.port}{path}")
+        )
+    event_id = f"evt_{uuid.uuid4().hex}"
+    [wf_id] = await emit_event(
+        temporal_client, wh_settings, tenant.org_id, "company.updated", {"n": 1}, event_id=event_id
+    )
+    assert not (await temporal_client.get_workflow_handle_for(WebhookDeliveryWorkflow.run, wf_id).result()).delivered
+    row = await _delivery(db, event_id, created["id"])
+    assert (row.status.value, row.attempts) == ("failed", 1)
+    redeliveries = f"/api/v1/webhook-endpoints/{created['id']}/deliveries/{row.id}/redeliveries"
+
+    # Another organisation does not see it, nor do company staff (the endpoints are the organisation's).
+    async with unchanged(db):
+        assert_problem(await wh_client.post(redeliveries, headers=other_tenant.org_staff), 404)
+        assert_problem(await wh_client.post(redeliveries, headers=tenant.company_staff), 404)
+        foreign = f"/api/v1/webhook-endpoints/{created['id']}/deliveries/{'0' * 32}/redeliveries"
+        assert_problem(await wh_client.post(foreign, headers=tenant.org_staff), 404)
+
+    async with db.begin() as session:  # the target is public again
+        await session.execute(
+            update(WebhookEndpoint).where(WebhookEndpoint.id == created["id"]).values(url=receiver.url(path))
+        )
+    first = await wh_client.post(redeliveries, headers=tenant.org_staff)
+    assert first.status_code == 202, first.text
+    body = first.json()
+    assert body["redelivery"] == 1 and body["workflow_id"] == f"webhook-redelivery/{tenant.org_id}/{row.id}/1"
+    # While it runs (or before it is seen to end), a second request for the same delivery is refused.
+    result = await temporal_client.get_workflow_handle_for(WebhookDeliveryWorkflow.run, body["workflow_id"]).result()
+    assert result.delivered
+    log = await wh_client.get(
+        f"/api/v1/webhook-endpoints/{created['id']}/deliveries/{row.id}", headers=tenant.org_staff
+    )
+    assert [(a["attempt"], a["status_code"]) for a in log.json()["log"]] == [(1, None), (2, 200)]
+    assert log.json()["status"] == "delivered"
+
+    # A delivered event can be sent again (the receiver lost it): redelivery 2, attempt 3, received.
+    second = await wh_client.post(redeliveries, headers=tenant.org_staff)
+    assert second.status_code == 202 and second.json()["redelivery"] == 2
+    assert (
+        await temporal_client.get_workflow_handle_for(
+            WebhookDeliveryWorkflow.run, second.json()["workflow_id"]
+        ).result()
+    ).delivered
+    received = [r for r in receiver.received(path) if json.loads(r.body).get("id") == event_id]
+    assert len(received) == 2
+    row = await _delivery(db, event_id, created["id"])
+    assert (row.status.value, row.attempts, row.redeliveries) == ("delivered", 3, 2)
+
+    # A delivery in progress is not sent twice at once.
+    async with db.begin() as session:
+        await session.execute(update(WebhookDelivery).where(WebhookDelivery.id == row.id).values(status="pending"))
+    assert_problem(await wh_client.post(redeliveries, headers=tenant.org_staff), 409, "delivery_id")
+    assert (await _delivery(db, event_id, created["id"])).redeliveries == 2

@@ -39,9 +39,10 @@ pytestmark = [
 
 
 class PortalServer:
-    def __init__(self, base_url: str, seed: PortalSeed) -> None:
+    def __init__(self, base_url: str, seed: PortalSeed, db_file: Path | None = None) -> None:
         self.base_url = base_url
         self.seed = seed
+        self.db_file = db_file  # the server's SQLite file, for tests that add their own rows
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PortalServer]:
         },
         log_path=LOG_DIR / "portal-browser-api.log",
     ).start(timeout_s=60)
-    yield PortalServer(f"http://127.0.0.1:{port}", seed)
+    yield PortalServer(f"http://127.0.0.1:{port}", seed, db_file)
     proc.stop()
 
 
@@ -112,7 +113,8 @@ def page(browser: Browser, server: PortalServer) -> Iterator[Page]:
 
 
 def login(page: Page, email: str, password: str = PASSWORD) -> None:
-    page.goto("/portal/login")
+    """Logs in towards the SIM list (without `next`, the portal lands on its home page)."""
+    page.goto(f"/portal/login?next={quote('/portal/sims', safe='')}")
     page.get_by_label("Adresse e-mail").fill(email)
     page.get_by_label("Mot de passe").fill(password)
     page.get_by_role("button", name="Se connecter").click()

@@ -77,14 +77,21 @@ async def create_company(
 
 
 async def create_plan(
-    client: httpx.AsyncClient, headers: dict[str, str], org_id: str, *, offer: str, price: int, data_mb: int
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    org_id: str,
+    *,
+    offer: str,
+    price: int,
+    data_mb: int,
+    plan_type: str = "prepaid",
 ) -> str:
     response = await client.post(
         "/api/v1/plans",
         json={
             "org_id": org_id,
             "name": f"Forfait {offer}",
-            "plan_type": "prepaid",
+            "plan_type": plan_type,
             "price_minor": price,
             "data_allowance_mb": data_mb,
             "validity_days": 30,
@@ -244,10 +251,12 @@ async def assert_nothing_provisioned(
 
 
 async def keep_history(handle: WorkflowHandle[Any, Any], workflow_type: str, case: str) -> None:
-    """With SIMFLOW_RECORD_HISTORIES=1, writes the run's history for the replay tests."""
+    """With SIMFLOW_RECORD_HISTORIES=1, writes the run's history for the replay tests, under the case's name
+    plus SIMFLOW_HISTORY_SUFFIX (the histories of a new code path sit beside the old ones, which stay)."""
     if os.environ.get("SIMFLOW_RECORD_HISTORIES") != "1":
         return
     history = await handle.fetch_history()
     HISTORIES.mkdir(parents=True, exist_ok=True)
     text = json.dumps(json.loads(history.to_json()), indent=1, sort_keys=True)
-    (HISTORIES / f"{workflow_type}__{case}.json").write_text(text + "\n", encoding="utf-8")
+    suffix = os.environ.get("SIMFLOW_HISTORY_SUFFIX", "")
+    (HISTORIES / f"{workflow_type}__{case}{suffix}.json").write_text(text + "\n", encoding="utf-8")

@@ -17,6 +17,8 @@ import pytest
 from bench.crash_drill import run_drill
 from tests.conftest import _backend, _create_postgres_database, _drop_postgres_database
 
+pytestmark = pytest.mark.each_backend
+
 TOPUPS = 60
 WORKER_KILLS = 3
 DEFAULT_SEED = 181083

@@ -39,10 +39,11 @@ from domain.security import SecretBox
 from domain.services.lines import aware
 from domain.usage_contracts import ApplyAccountStatus, FirstUsageScan
 from domain.webhooks import new_signing_secret
-from infra.account_status_import import import_account_status_file
 from infra.db import create_engine, create_sessionmaker
 from infra.settings import Settings
 from integrations.ocs import OcsClient
+from starters.account_status import import_account_status_file
+from starters.webhooks import emit_event
 from tests.api._support import random_iccid
 from tests.e2e.lifecycle_support import Tenant, clear_faults, db_all, db_one, keep_history, make_tenant, ocs_debit
 from tests.e2e.topup_support import ApiServer, serve_api
@@ -391,7 +392,7 @@ async def test_an_interrupted_import_resumes_after_its_last_committed_chunk(
             )
             session.add(record)
         async with OcsClient(usage_settings.ocs_url, usage_settings.ocs_tenant, 3.0) as ocs:
-            activities = UsageActivities(sessionmaker, ocs, usage_settings)
+            activities = UsageActivities(sessionmaker, ocs, usage_settings, emit_event)
             env = ActivityEnvironment(client=temporal_client)
             beats: list[Any] = []
             env.on_heartbeat = lambda *details: beats.append(details)
@@ -423,7 +424,7 @@ async def test_ocs_scan_activates_on_consumed_data_once(
     receiver: Receiver,
     ocs_url: str,
 ) -> None:
-    from infra.schedules import ensure_schedules
+    from starters.schedules import ensure_schedules
     from workflows.first_usage import SCHEDULE_ID
 
     used, idle = tenant.iccids[0], tenant.iccids[1]

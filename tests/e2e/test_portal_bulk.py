@@ -11,12 +11,15 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 import pytest_asyncio
+from sqlalchemy import select
 from temporalio.client import Client
 
+from domain.enums import LineStatus
+from domain.models import Line
 from infra.settings import Settings
 from tests.api._support import random_iccid, random_imsi
 from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
-from tests.e2e.lifecycle_support import Tenant, make_tenant
+from tests.e2e.lifecycle_support import Tenant, create_company, db_all, make_tenant
 from tests.e2e.topup_support import ApiServer, serve_api
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -187,3 +190,67 @@ async def test_import_details_page_updates_each_sim_from_its_row(
         files={"file": ("vide.csv", b"iccid;note\n", "text/csv")},
     )
     assert empty.status_code == 422 and "aucune ligne" in empty.text
+
+
+async def test_bulk_activation_can_give_every_line_to_one_end_user(
+    live_api: ApiServer,
+    staff: httpx.AsyncClient,
+    app_client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    temporal_client: Client,
+    settings: Settings,
+) -> None:
+    tenant = await make_tenant(app_client, admin_headers, temporal_client, sims=2)
+    created = await app_client.post(
+        "/api/v1/end-users",
+        json={
+            "company_id": tenant.company_id,
+            "email": f"flotte-{tenant.org_id[:8]}@test.simflow",
+            "full_name": "Flotte",
+        },
+        headers=admin_headers,
+    )
+    assert created.status_code == 201, created.text
+    user_id = created.json()["id"]
+    token = csrf((await staff.get("/portal/sims")).text)
+    prepared = await staff.post(
+        "/portal/bulk/new", data={"csrf_token": token, "kind": "activate", "iccid": tenant.iccids}
+    )
+    assert 'id="bulk-end-user"' in prepared.text and f'value="{user_id}"' in prepared.text
+    assert f"/portal/sims/{tenant.iccids[0]}/activation" in prepared.text  # per-SIM: number, port-in
+    started = await staff.post(
+        "/portal/bulk",
+        data={
+            "csrf_token": csrf(prepared.text),
+            "kind": "activate",
+            "company_id": tenant.company_id,
+            "plan_id": tenant.plan_id,
+            "end_user_id": user_id,
+            "iccid": tenant.iccids,
+        },
+    )
+    assert started.status_code == 303, started.text
+    progress = ""
+    for _ in range(300):
+        progress = (await staff.get(f"{started.headers['location']}/progress", headers={"HX-Request": "true"})).text
+        if 'data-live="no"' in progress:
+            break
+        await asyncio.sleep(0.1)
+    assert '<span data-counter="succeeded">2</span>' in progress, progress
+    lines = await db_all(settings, select(Line).where(Line.org_id == tenant.org_id))
+    assert sorted((line.status, line.end_user_id) for line in lines) == [(LineStatus.ACTIVE, user_id)] * 2
+
+    # An end user of another company is refused, naming the field; nothing starts.
+    other_company = await create_company(app_client, admin_headers, temporal_client, tenant.org_id, name="Autre")
+    refused = await staff.post(
+        "/portal/bulk",
+        data={
+            "csrf_token": csrf(prepared.text),
+            "kind": "activate",
+            "company_id": other_company,
+            "plan_id": tenant.plan_id,
+            "end_user_id": user_id,
+            "iccid": tenant.iccids,
+        },
+    )
+    assert refused.status_code == 422 and "end_user_id" in refused.text

@@ -10,12 +10,16 @@ import httpx
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
+from activities.subscriptions import start_subscription_workflow
 from domain.enums import LineStatus, MajStatus, PhoneNumberStatus, SimStatus
-from domain.lifecycle_contracts import SimActivationInput
+from domain.errors import ErrorCode, code_of
+from domain.lifecycle_contracts import ResolveCompensation, SimActivationInput
 from domain.models import Company, Line, PhoneNumber, SimCard, SimChange, UpdateRecord, new_id
+from domain.subscription_contracts import SubscriptionInput
 from infra.settings import Settings
 from tests.e2e.lifecycle_support import (
     Tenant,
@@ -202,7 +206,46 @@ async def test_double_click_joins_the_running_activation(
         json={"company_id": tenant.company_id, "plan_id": tenant.plan_id},
         headers=tenant.headers,
     )
-    assert again.status_code == 409 and again.json()["code"] == "illegal_transition", again.text
+    assert again.status_code == 409 and again.json()["code"] == "resource.illegal_transition", again.text
+
+
+async def test_activation_on_a_renewing_plan_starts_the_line_subscription_and_paygo_starts_none(
+    tenant: Tenant,
+    app_client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    temporal_client: Client,
+    settings: Settings,
+) -> None:
+    paygo_plan = await create_plan(
+        app_client, admin_headers, tenant.org_id, offer="MOB_5GO", price=100, data_mb=1024, plan_type="paygo"
+    )
+    renewing, paygo = await asyncio.gather(
+        activate(app_client, tenant, tenant.iccids[0]),
+        activate(app_client, tenant, tenant.iccids[1], plan_id=paygo_plan),
+    )
+    handles = [
+        temporal_client.get_workflow_handle_for(SimActivationWorkflow.run, a["workflow_id"]) for a in (renewing, paygo)
+    ]
+    renewed, not_renewed = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), timeout=60)
+    await keep_history(handles[0], "SimActivationWorkflow", "starts_subscription")
+    await keep_history(handles[1], "SimActivationWorkflow", "paygo_starts_no_subscription")
+
+    subscription_id = f"subscription/{tenant.org_id}/{renewing['line_id']}"
+    assert renewed.subscription_workflow_id == subscription_id
+    described = await temporal_client.get_workflow_handle(subscription_id).describe()
+    assert described.status is WorkflowExecutionStatus.RUNNING and described.workflow_type == "SubscriptionWorkflow"
+    assert described.typed_search_attributes.get(ORG_ID) == tenant.org_id
+    # The reconciler's (and the API's) start joins it: still one run.
+    again = SubscriptionInput(org_id=tenant.org_id, company_id=tenant.company_id, line_id=renewing["line_id"])
+    assert await start_subscription_workflow(temporal_client, settings.task_queue, again, msisdn_hash=None) == (
+        subscription_id
+    )
+    assert (await temporal_client.get_workflow_handle(subscription_id).describe()).run_id == described.run_id
+
+    assert not_renewed.subscription_workflow_id is None
+    with pytest.raises(RPCError) as absent:
+        await temporal_client.get_workflow_handle(f"subscription/{tenant.org_id}/{paygo['line_id']}").describe()
+    assert absent.value.status == RPCStatusCode.NOT_FOUND
 
 
 async def test_chosen_number_and_port_in_with_rio(
@@ -311,7 +354,8 @@ async def test_failure_compensates_every_completed_step(
     handle = temporal_client.get_workflow_handle_for(SimActivationWorkflow.run, accepted["workflow_id"])
     with pytest.raises(WorkflowFailureError) as failure:
         await asyncio.wait_for(handle.result(), timeout=90)
-    assert isinstance(failure.value.cause, ApplicationError) and failure.value.cause.type == "ActivationFailed"
+    assert isinstance(failure.value.cause, ApplicationError)
+    assert code_of(failure.value.cause) is ErrorCode.ACTIVATION_FAILED
 
     line = await assert_nothing_provisioned(
         settings, iccid=iccid, line_id=accepted["line_id"], snaic_url=snaic_url, ocs_url=ocs_url, cfast_url=cfast_url
@@ -376,7 +420,7 @@ async def test_cfast_hierarchy_fetched_on_the_fly_and_compensation_when_it_fails
     company = await db_one(settings, select(Company).where(Company.id == company_id))
     assert company.cfast_customer_id == known_customer  # fetched, not a second customer
     records = await db_all(settings, select(UpdateRecord).where(UpdateRecord.workflow_id == ok["workflow_id"]))
-    fetched = next(r for r in records if r.operation == "cfast_ensure_customer")
+    fetched = next(r for r in records if r.operation == "create_customer")
     assert fetched.ids_obtained == {"id": known_customer, "fetched_existing": True}
 
 
@@ -447,26 +491,52 @@ async def test_cancellation_mid_saga_compensates(
     )
 
 
-async def test_compensation_that_fails_for_good_leaves_needs_attention(
+async def test_compensation_that_fails_for_good_waits_for_staff_then_retries(
     tenant: Tenant,
     app_client: httpx.AsyncClient,
     temporal_client: Client,
     settings: Settings,
     snaic_url: str,
+    ocs_url: str,
     cfast_url: str,
 ) -> None:
     """CFAST refuses the service line, then SNAIC refuses the termination that would undo the line: the
-    workflow does not pretend all is well, it ends `needs_attention` with the step named."""
+    workflow does not pretend all is well, it waits in `needs_attention` with the step named until staff
+    answer (`resolve_compensation`); once SNAIC answers again, their retry undoes the line and the
+    activation ends failed, nothing half-provisioned."""
     add_fault(cfast_url, "create_service", "reject")
     add_fault(snaic_url, "terminate_line", "reject")
     accepted = await activate(app_client, tenant, tenant.iccids[0])
     handle = temporal_client.get_workflow_handle_for(SimActivationWorkflow.run, accepted["workflow_id"])
-    with pytest.raises(WorkflowFailureError) as failure:
-        await asyncio.wait_for(handle.result(), timeout=60)
-    cause = failure.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == "ActivationNeedsAttention"
-    assert "snaic_cancel_line" in cause.message
-    assert (await handle.describe()).typed_search_attributes.get(BUSINESS_STATUS) == "needs_attention"
+    state = await handle.query(SimActivationWorkflow.attention_state)
+    for _ in range(300):
+        state = await handle.query(SimActivationWorkflow.attention_state)
+        if state.attention:
+            break
+        await asyncio.sleep(0.2)
+    assert state.status == "needs_attention" and state.since is not None, state
+    assert state.attention and "snaic_cancel_line" in state.attention
+    assert (await handle.describe()).status is WorkflowExecutionStatus.RUNNING
     # The other compensations still ran: SIM back in stock, OCS account gone.
     sim = await db_one(settings, select(SimCard).where(SimCard.iccid == tenant.iccids[0]))
     assert sim.status is SimStatus.BLANK and sim.reserved_by is None
+
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(SimActivationWorkflow.resolve_compensation, ResolveCompensation(action="guess"))
+    clear_faults(snaic_url)
+    answer = ResolveCompensation(action="retry", requested_by="staff@test", note="SNAIC de nouveau disponible")
+    assert await handle.execute_update(SimActivationWorkflow.resolve_compensation, answer) == "retry"
+    with pytest.raises(WorkflowFailureError) as failure:
+        await asyncio.wait_for(handle.result(), timeout=60)
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and code_of(cause) is ErrorCode.ACTIVATION_FAILED, cause
+    assert (await handle.describe()).typed_search_attributes.get(BUSINESS_STATUS) == "failed"
+    await keep_history(handle, "SimActivationWorkflow", "compensation_waits_for_staff_then_retry")
+    await assert_nothing_provisioned(
+        settings,
+        iccid=tenant.iccids[0],
+        line_id=accepted["line_id"],
+        snaic_url=snaic_url,
+        ocs_url=ocs_url,
+        cfast_url=cfast_url,
+    )

@@ -20,12 +20,15 @@ from temporalio.converter import decode_typed_search_attributes
 
 from bench.invariants import check_invariants
 from bench.topup_world import DECLINING_CARD, STAFF_PASSWORD, World, build_world, provision_line
-from domain.models import Invoice, Notification, Payment, UpdateRecord, Wallet, WalletEntry
+from domain.models import Invoice, Notification, Payment, Refund, Transaction, UpdateRecord, Wallet, WalletEntry
+from domain.outbox_contracts import OutboxRelay
 from infra.db import create_engine, create_sessionmaker
 from infra.settings import Settings
+from tests.conftest import SmtpSink
 from tests.e2e.lifecycle_support import keep_history
 from tests.e2e.topup_support import ApiServer, serve_api, wait_terminal
 from workflows._search import BUSINESS_STATUS
+from workflows.outbox_relay import OutboxRelayWorkflow
 from workflows.topup import TopUpWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -98,12 +101,17 @@ async def recharge(
 
 
 async def save_history(client: Client, workflow_id: str, case: str) -> None:
-    """With SIMFLOW_RECORD_HISTORIES=1, stores the run's history for the replay test."""
+    """With SIMFLOW_RECORD_HISTORIES=1, stores the run's history for the replay test, under the case name
+    prefixed by SIMFLOW_HISTORY_CASE_PREFIX (the generation of the command sequence). A history already
+    kept is never overwritten: running workflows of that shape must go on replaying."""
     if os.environ.get("SIMFLOW_RECORD_HISTORIES") != "1":
+        return
+    path = HISTORIES / f"TopUpWorkflow__{os.environ.get('SIMFLOW_HISTORY_CASE_PREFIX', '')}{case}.json"
+    if path.exists():
         return
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     HISTORIES.mkdir(parents=True, exist_ok=True)
-    (HISTORIES / f"TopUpWorkflow__{case}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1))
+    path.write_text(json.dumps(json.loads(history.to_json()), indent=1))
 
 
 async def db_scalar(settings: Settings, query):  # type: ignore[no-untyped-def]
@@ -111,6 +119,15 @@ async def db_scalar(settings: Settings, query):  # type: ignore[no-untyped-def]
     try:
         async with create_sessionmaker(engine)() as session:
             return (await session.execute(query)).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+async def db_rows(settings: Settings, query):  # type: ignore[no-untyped-def]
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            return [tuple(row) for row in (await session.execute(query)).all()]
     finally:
         await engine.dispose()
 
@@ -149,6 +166,7 @@ async def test_recharge_completes_for_each_payment_method(
     localstripe_url: str,
     ocs_base_url: str,
     cfast_url: str,
+    smtp_sink: SmtpSink,
     method: str,
 ) -> None:
     world = await build_world(topup_settings)
@@ -173,14 +191,23 @@ async def test_recharge_completes_for_each_payment_method(
     assert ("cfast", "add_one_off_article") in systems and ("ocs", "credit_data") in systems
     assert all(u["status"] == "ok" for u in final["updates"])  # type: ignore[union-attr]
 
-    # The receipt: a paid invoice carrying the payment reference, numbered in the organisation's series.
-    invoice_ref = await db_scalar(
-        topup_settings,
-        select(Invoice.payment_reference).where(Invoice.reference == f"{receipt['workflow_id']}:invoice"),
+    # The charge is a transaction. By card or wallet simflow issues the receipt: a paid invoice carrying the
+    # payment reference. On account CFAST bills the article: no simflow document.
+    wf = receipt["workflow_id"]
+    charge = await db_scalar(topup_settings, select(Transaction).where(Transaction.reference == f"{wf}:transaction"))
+    assert (charge.retail_minor, charge.tax_minor) == (100, 17)
+    invoices = await db_scalar(
+        topup_settings, select(func.count()).select_from(Invoice).where(Invoice.reference == f"{wf}:invoice")
     )
-    assert invoice_ref == final["payment_reference"]
-    if method == "card":
-        assert str(invoice_ref).startswith("pi_")
+    if method == "account":
+        assert invoices == 0 and charge.billed_by == "cfast" and charge.invoice_id is None
+    else:
+        invoice_ref = await db_scalar(
+            topup_settings, select(Invoice.payment_reference).where(Invoice.reference == f"{wf}:invoice")
+        )
+        assert invoice_ref == final["payment_reference"] and charge.invoice_id is not None
+        if method == "card":
+            assert str(invoice_ref).startswith("pi_")
     if method == "wallet":
         balance = await db_scalar(
             topup_settings,
@@ -194,7 +221,29 @@ async def test_recharge_completes_for_each_payment_method(
     notices = await db_scalar(
         topup_settings, select(func.count()).select_from(Notification).where(Notification.org_id == world.org_id)
     )
-    assert notices == 1
+    assert notices == (1 if method == "account" else 2)  # by card or wallet, the receipt invoice is mailed too
+    if method == "card":  # the receipt is really mailed: the outbox relay sends it to the SMTP sink
+        await temporal_client.execute_workflow(
+            OutboxRelayWorkflow.run,
+            OutboxRelay(poll_s=0.2, stop_when_idle=True),
+            id=f"outbox-relay-topup-{uuid.uuid4().hex[:8]}",
+            task_queue=topup_settings.task_queue,
+        )
+        notice = await db_scalar(
+            topup_settings,
+            select(Notification).where(
+                Notification.org_id == world.org_id, Notification.reference == f"{wf}:notify-completed"
+            ),
+        )
+        assert notice.sent_at is not None and notice.recipient
+        [mail] = [m for m in smtp_sink.messages(to=notice.recipient) if m["subject"] == notice.subject]
+        assert mail["message_id"] == f"<notifications.{notice.id}@simflow.local>"
+        # The receipt invoice, to the same address, with its PDF.
+        number = await db_scalar(topup_settings, select(Invoice.number).where(Invoice.reference == f"{wf}:invoice"))
+        [invoice_mail] = [
+            m for m in smtp_sink.messages(to=notice.recipient) if m["subject"] == f"Votre facture F-{number:06d}"
+        ]
+        assert [a["filename"] for a in invoice_mail["attachments"]] == [f"facture-F-{number:06d}.pdf"]
     # BusinessStatus shows the phase (one visibility write per phase); the step is in the details.
     handle = temporal_client.get_workflow_handle(receipt["workflow_id"])
     assert (await handle.describe()).typed_search_attributes.get(BUSINESS_STATUS) == "completed"
@@ -310,6 +359,17 @@ async def test_failure_after_payment_refunds_exactly_once(
     assert f"topup-{receipt['recharge_id']}" not in await ocs_balances(topup_settings, ocs_base_url, line_id)
     errors = [u for u in final["updates"] if u["status"] == "error"]  # type: ignore[union-attr]
     assert errors, "the failing push is recorded in the MAJ history"
+    # The charge and its reversal are transactions; the refund is a Refund row of the payment.
+    wf = receipt["workflow_id"]
+    moves = await db_rows(
+        topup_settings,
+        select(Transaction.reference, Transaction.retail_minor).where(Transaction.reference.like(f"{wf}:%")),
+    )
+    assert sorted(amount for _ref, amount in moves) == [-100, 100], moves
+    refund = await db_scalar(topup_settings, select(Refund).where(Refund.reference == f"{wf}:refund"))
+    assert refund.amount_minor == 100 and refund.status == "succeeded"
+    if method == "card":
+        assert str(refund.stripe_refund_id).startswith("re_")
     await save_history(temporal_client, receipt["workflow_id"], f"refunded_{case}")
     await assert_invariants(topup_settings, world, localstripe_url, ocs_base_url)
 
@@ -366,6 +426,12 @@ async def test_refund_failure_needs_attention_then_staff_resolve(
         headers=headers,
     )
     assert again.status_code == 409
+    # One refund row and one reversal, however many attempts the refund took.
+    wf = receipt["workflow_id"]
+    refunds = await db_rows(topup_settings, select(Refund.stripe_refund_id).where(Refund.reference.like(f"{wf}:%")))
+    assert len(refunds) == 1 and str(refunds[0][0]).startswith("re_")
+    moves = await db_rows(topup_settings, select(Transaction.retail_minor).where(Transaction.reference.like(f"{wf}:%")))
+    assert sorted(m for (m,) in moves) == [-100, 100]
     await save_history(temporal_client, receipt["workflow_id"], "needs_attention_resolved")
     await assert_invariants(topup_settings, world, localstripe_url, ocs_base_url)
 
@@ -600,7 +666,7 @@ async def test_auto_topup_rule_recharges_a_line_under_its_threshold_once(
 
     from domain.contracts import AutoTopUpScan
     from domain.models import Line, Rule, TopUp
-    from infra.schedules import ensure_schedules
+    from starters.schedules import ensure_schedules
     from workflows.auto_topup import SCHEDULE_ID, AutoTopUpScanWorkflow
 
     world = await build_world(topup_settings)

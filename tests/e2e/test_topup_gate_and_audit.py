@@ -17,19 +17,19 @@ from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment
 
 from activities.topups import TopUpActivities
-from api.workflows import submit_topup
 from bench.invariants import stripe_facts
 from bench.topup_world import build_world, provision_line
 from domain.audit import verify_chain
 from domain.contracts import SettleUnstartedTopUps, TopUpInput
 from domain.enums import DeploymentStatus, PaymentMethod
-from domain.models import AuditLog, CatalogueArticle, Deployment, Line, SimCard, TopUp, WebhookDelivery, WebhookEndpoint
+from domain.models import AuditLog, Deployment, Line, TopUp, WebhookDelivery, WebhookEndpoint
 from domain.security import SecretBox
-from domain.services.topups import TopUpRequest, create_or_get_topup, topup_input
+from domain.services.topups import TopUpRequest, submit_topup
 from infra.db import create_engine, create_sessionmaker
 from infra.settings import Settings
 from integrations.cfast import CfastClient
 from integrations.snaic import SnaicClient
+from starters.topups import start_topup
 from tests.e2e.test_topup import assert_invariants, fault, headers_for, recharge
 from tests.e2e.topup_support import ApiServer, serve_api, wait_terminal
 from workflows.topup import TopUpWorkflow
@@ -95,13 +95,16 @@ async def write_intent(settings: Settings, line_id: str, method: PaymentMethod, 
             source="api",
             requested_by="intent@test",
         )
-        topup, line, created = await create_or_get_topup(sessionmaker, request)
-        assert created
         async with sessionmaker() as session:
-            article = await session.get(CatalogueArticle, topup.article_id)
-            sim = await session.get(SimCard, line.sim_id) if line.sim_id else None
-        assert article is not None
-        return topup_input(topup, line, article, sim.iccid if sim else None, settings.snaic_callback_sla_s)
+            submitted = await submit_topup(
+                session,
+                request,
+                principal=None,
+                sla_s=settings.snaic_callback_sla_s,
+                charge_window_s=settings.topup_charge_window_s,
+            )
+        assert submitted.created
+        return submitted.workflow_input
     finally:
         await engine.dispose()
 
@@ -134,7 +137,7 @@ async def test_termination_scheduled_between_request_and_charge_fails_before_any
     line_id = await provision_line(world)
     data = await write_intent(gate_settings, line_id, PaymentMethod.CARD)
     await schedule_termination(gate_settings, line_id)
-    receipt = await submit_topup(temporal_client, gate_settings, data, msisdn=data.msisdn, iccid=data.iccid)
+    receipt = await start_topup(temporal_client, gate_settings, data, msisdn=data.msisdn, iccid=data.iccid)
     result = await temporal_client.get_workflow_handle_for(TopUpWorkflow.run, receipt.workflow_id).result()
     assert receipt.status == "failed" and receipt.payment_status == "refused", receipt
     assert "résiliation" in (receipt.failure_reason or "")
@@ -224,7 +227,7 @@ async def test_submit_cut_short_still_leaves_the_topup_running(
     impatient = gate_settings.model_copy(update={"topup_submit_timeout_s": 0.0001})
     data = await write_intent(gate_settings, line_id, PaymentMethod.WALLET)
     with pytest.raises(TimeoutError):
-        await submit_topup(temporal_client, impatient, data, msisdn=data.msisdn, iccid=data.iccid)
+        await start_topup(temporal_client, impatient, data, msisdn=data.msisdn, iccid=data.iccid)
     workflow_id = f"topup/{data.org_id}/{data.topup_id}"
     result = await temporal_client.get_workflow_handle_for(TopUpWorkflow.run, workflow_id).result()
     assert result.status == "completed", result
@@ -242,7 +245,7 @@ async def test_intents_whose_workflow_never_started_are_closed_without_charge(
     orphan = await write_intent(gate_settings, line_id, PaymentMethod.CARD, key=f"orphan-{uuid.uuid4().hex}")
     recent = await write_intent(gate_settings, line_id, PaymentMethod.CARD)
     running = await write_intent(gate_settings, line_id, PaymentMethod.WALLET)
-    await submit_topup(temporal_client, gate_settings, running, msisdn=running.msisdn, iccid=running.iccid)
+    await start_topup(temporal_client, gate_settings, running, msisdn=running.msisdn, iccid=running.iccid)
     running_id = f"topup/{running.org_id}/{running.topup_id}"
     await temporal_client.get_workflow_handle(running_id).result()
     engine = create_engine(gate_settings.database_url)

@@ -67,7 +67,7 @@ def _ref(prefix: str = "REF") -> str:
 
 
 def _msisdn() -> str:
-    return "06" + str(uuid.uuid4().int)[:8]
+    return "067" + str(uuid.uuid4().int)[:7]
 
 
 @pytest.fixture

@@ -15,7 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.exceptions import ApplicationError
 
+from activities.ocs import OcsActivities
+from domain.lifecycle_contracts import OcsAccountRequest, OcsGrant
+from domain.pools import charging_account, pool_ocs_account
+from domain.subscription_contracts import period_balance_id
 from infra.processes import free_port
 from integrations.errors import NotFoundError, RejectedError, TransientError
 from integrations.ocs import (
@@ -439,3 +444,37 @@ async def test_unknown_method(ocs: OcsClient) -> None:
     with pytest.raises(RejectedError) as caught:
         await ocs.call("APIerSv1.NoSuchThing", {})
     assert "can't find method" in str(caught.value)
+
+
+# -- pools: one OCS account per pool (docs/decisions.md) ------------------------------------------
+
+
+async def test_a_pool_grant_is_one_balance_every_member_draws_on(ocs: OcsClient) -> None:
+    """The renewal's grant lands on the pool's account (upserted just before); both members are rated on that
+    account, so their usage shares the one balance and a member's own account is never touched."""
+    pool = pool_ocs_account(f"p{uuid.uuid4().hex[:10]}")
+    members = [_account(), _account()]
+    for member in members:
+        await ocs.set_account(member)
+    grant = OcsGrant(
+        account=pool,
+        balance_id=period_balance_id("plan-pool", 1),
+        value_bytes=3 * BYTES_PER_GB,
+        expiry=_in(30),
+        request_id=f"subscription/org/pool-x:period-1:grant-{uuid.uuid4().hex[:6]}",
+    )
+    activities = OcsActivities(ocs)
+    with pytest.raises(ApplicationError, match="ACCOUNT_NOT_FOUND"):  # why the workflow upserts it first
+        await activities.ocs_grant_plan(grant)
+    await activities.ocs_create_account(OcsAccountRequest(account=pool, request_id=f"{grant.request_id}:account"))
+    await activities.ocs_grant_plan(grant)
+    await activities.ocs_grant_plan(grant)  # a retried grant: still one allowance
+
+    for member in members:
+        await _debit(ocs, charging_account(member, pool) or "", BYTES_PER_GB)
+    left = (await _account_state(ocs, pool)).balances
+    assert [(b.id, b.value) for b in left] == [(period_balance_id("plan-pool", 1), BYTES_PER_GB)]
+    with pytest.raises(RejectedError):  # 2 GB more than the pool has left: refused for any member
+        await _debit(ocs, charging_account(members[0], pool) or "", 2 * BYTES_PER_GB)
+    for member in members:
+        assert not [b for b in (await _account_state(ocs, member)).balances if b.value]

@@ -27,16 +27,32 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from domain.billing_contracts import (
+    BillingCompanies,
+    BillingCompaniesRequest,
+    BillingOrganisations,
+    BillingRunInput,
+    BillingScan,
+    IssuedInvoice,
+    IssuePeriodInvoice,
+)
+from domain.outbox_contracts import OutboxBatch, OutboxBatchResult, OutboxRelay
 from infra.processes import venv_bin
 from tests.workflows.fakes import FakeCfast, FakeRecords, customer_input
 from worker import WORKFLOWS
+from workflows import activity_names as names
 from workflows._search import ALL_KEYS, initial_attributes
+from workflows.billing_run import BillingRunWorkflow, MonthlyBillingWorkflow
+from workflows.billing_run import workflow_id as billing_run_id
 from workflows.cfast_customer import CfastCustomerWorkflow, workflow_id
+from workflows.outbox_relay import OutboxRelayWorkflow
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 TASK_QUEUE = "replay-recording"
@@ -72,8 +88,101 @@ def _cfast_customer(case: str, *, fails: bool) -> Callable[[Client, str], Awaita
     return run
 
 
+class FakeBilling:
+    """The billing activities without a database: two organisations, two companies each, one with nothing to
+    bill."""
+
+    def activities(self) -> list[Callable[..., Any]]:
+        @activity.defn(name=names.BILLING_LIST_ORGANISATIONS)
+        async def list_organisations(_scan: BillingScan) -> BillingOrganisations:
+            return BillingOrganisations(org_ids=["org-replay-a", "org-replay-b"])
+
+        @activity.defn(name=names.BILLING_COMPANIES_TO_BILL)
+        async def companies_to_bill(data: BillingCompaniesRequest) -> BillingCompanies:
+            return BillingCompanies(company_ids=[f"{data.org_id}-billed", f"{data.org_id}-empty"])
+
+        @activity.defn(name=names.BILLING_ISSUE_PERIOD_INVOICE)
+        async def issue_period_invoice(data: IssuePeriodInvoice) -> IssuedInvoice:
+            if data.company_id.endswith("-empty"):
+                return IssuedInvoice(company_id=data.company_id)
+            return IssuedInvoice(company_id=data.company_id, invoice_id=f"inv-{data.org_id}", number=1, total_minor=100)
+
+        return [list_organisations, companies_to_bill, issue_period_invoice]
+
+
+def _billing_run(client: Client, task_queue: str) -> Awaitable[WorkflowHandle[Any, Any]]:
+    async def run() -> WorkflowHandle[Any, Any]:
+        handle = await client.start_workflow(
+            BillingRunWorkflow.run,
+            BillingRunInput(org_id="org-replay", period="2026-11"),
+            id=billing_run_id("org-replay", "2026-11"),
+            task_queue=task_queue,
+        )
+        await handle.result()
+        return handle
+
+    return run()
+
+
+def _monthly_billing(client: Client, task_queue: str) -> Awaitable[WorkflowHandle[Any, Any]]:
+    async def run() -> WorkflowHandle[Any, Any]:
+        handle = await client.start_workflow(
+            MonthlyBillingWorkflow.run,
+            BillingScan(period="2026-10"),
+            id="billing-run-monthly-replay",
+            task_queue=task_queue,
+        )
+        await handle.result()
+        return handle
+
+    return run()
+
+
 def _cfast_fakes(cfast: FakeCfast) -> list[Callable[..., Any]]:
     return [*cfast.activities(), *FakeRecords().activities()]
+
+
+class FakeOutbox:
+    """The relay's pass: a full page, an outage (one failed attempt), then the rest; later passes find nothing."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def activities(self) -> list[Callable[..., Any]]:
+        @activity.defn(name=names.OUTBOX_RELAY_BATCH)
+        async def relay_batch(data: OutboxBatch) -> OutboxBatchResult:
+            self.calls += 1
+            if self.calls == 1:
+                return OutboxBatchResult(sent=data.limit, more=True)
+            if self.calls == 2:
+                raise ApplicationError("smtp 421: service not available", type="outbox.smtp_unavailable")
+            if self.calls == 3:
+                return OutboxBatchResult(sent=1, failed=1)
+            return OutboxBatchResult()
+
+        return [relay_batch]
+
+
+def _outbox_relay(case: str, *, stop_when_idle: bool) -> Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]]:
+    async def run(client: Client, task_queue: str) -> WorkflowHandle[Any, Any]:
+        handle = await client.start_workflow(
+            OutboxRelayWorkflow.run,
+            OutboxRelay(batch_size=2, lease_s=60, poll_s=0.2, stop_when_idle=stop_when_idle),
+            id=f"outbox-relay-{case.replace('_', '-')}",
+            task_queue=task_queue,
+        )
+        if stop_when_idle:
+            await handle.result()
+        else:  # the relay never ends: a few idle polls, then it is terminated
+            for _ in range(100):
+                history = await handle.fetch_history()
+                if sum(1 for e in history.events if e.HasField("timer_fired_event_attributes")) >= 2:
+                    break
+                await asyncio.sleep(0.2)
+            await handle.terminate("recorded")
+        return handle
+
+    return run
 
 
 CASES: list[Case] = [
@@ -95,6 +204,39 @@ CASES: list[Case] = [
         lambda: _cfast_fakes(FakeCfast(transient_failures={"create_site": 2})),
         _cfast_customer("transient_failure_retried", fails=False),
     ),
+    # The same cases on the saga kit (records and saves as local activities); the ones above stay.
+    Case(
+        "CfastCustomerWorkflow",
+        "happy_path_kit",
+        lambda: _cfast_fakes(FakeCfast()),
+        _cfast_customer("happy_path_kit", fails=False),
+    ),
+    Case(
+        "CfastCustomerWorkflow",
+        "rejected_at_billing_point_kit",
+        lambda: _cfast_fakes(FakeCfast(reject_at="create_billing_point")),
+        _cfast_customer("rejected_at_billing_point_kit", fails=True),
+    ),
+    Case(
+        "CfastCustomerWorkflow",
+        "transient_failure_retried_kit",
+        lambda: _cfast_fakes(FakeCfast(transient_failures={"create_site": 2})),
+        _cfast_customer("transient_failure_retried_kit", fails=False),
+    ),
+    Case(
+        "OutboxRelayWorkflow",
+        "drained_after_an_outage",
+        lambda: FakeOutbox().activities(),
+        _outbox_relay("drained_after_an_outage", stop_when_idle=True),
+    ),
+    Case(
+        "OutboxRelayWorkflow",
+        "polls_while_idle",
+        lambda: FakeOutbox().activities(),
+        _outbox_relay("polls_while_idle", stop_when_idle=False),
+    ),
+    Case("BillingRunWorkflow", "two_companies_one_empty", lambda: FakeBilling().activities(), _billing_run),
+    Case("MonthlyBillingWorkflow", "two_organisations", lambda: FakeBilling().activities(), _monthly_billing),
 ]
 
 

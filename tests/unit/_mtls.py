@@ -132,8 +132,9 @@ class MtlsFrontend:
     """Listens on 127.0.0.1:<port>; each connection must complete mutual TLS before a byte reaches `upstream`.
     One asyncio loop in a thread of its own serves every connection."""
 
-    def __init__(self, pki: Pki, upstream: tuple[str, int]) -> None:
+    def __init__(self, pki: Pki, upstream: tuple[str, int], port: int = 0) -> None:
         self.upstream = upstream
+        self.requested_port = port
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.context.load_cert_chain(pki.server_cert, pki.server_key)
@@ -155,7 +156,7 @@ class MtlsFrontend:
         return f"127.0.0.1:{self.port}"
 
     async def _start(self) -> asyncio.Server:
-        return await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.context)
+        return await asyncio.start_server(self._serve, "127.0.0.1", self.requested_port, ssl=self.context)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peercert") or {}

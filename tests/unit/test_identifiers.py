@@ -40,7 +40,7 @@ def rejects(fn, *args, field: str) -> InvalidIdentifier:
 def test_invalid_identifier_is_a_value_error_with_a_stable_code() -> None:
     err = InvalidIdentifier("iccid", "clé de Luhn invalide")
     assert isinstance(err, ValueError)
-    assert (err.field, err.reason, err.code) == ("iccid", "clé de Luhn invalide", "invalid_identifier")
+    assert (err.field, err.reason, err.code) == ("iccid", "clé de Luhn invalide", "request.invalid_identifier")
 
 
 # --- ICCID --------------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from sqlalchemy.engine import make_url
 
 from infra.db import create_engine
 
+pytestmark = pytest.mark.each_backend
+
 ROOT = Path(__file__).resolve().parents[2]
 ALEMBIC_TIMEOUT_S = 120
 

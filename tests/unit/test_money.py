@@ -319,3 +319,14 @@ def test_format_data_fr_uses_a_no_break_space_before_the_unit() -> None:
 def test_format_data_fr_refuses_non_int() -> None:
     with pytest.raises(TypeError):
         format_data_fr(1.5)  # type: ignore[arg-type]
+
+
+def test_share_is_proportional_and_rounded_half_up_symmetrically() -> None:
+    purchase = Money(900)
+    assert purchase.share(1500, 1500) == Money(900)  # a full period
+    assert purchase.share(4500, 1500) == Money(2700)  # a pool of three lines
+    assert purchase.share(500, 1500) == Money(300)  # a prorated plan change
+    assert Money(1).share(1, 2) == Money(1) and Money(-1).share(1, 2) == Money(-1)
+    assert purchase.share(0, 1500).is_zero
+    with pytest.raises(InvalidAmount):
+        purchase.share(1, 0)

@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 
 from domain.contracts import CfastCustomerResult, EnsureCfastBillingPoint, EnsureCfastSite
 from domain.enums import ExternalSystem, MajStatus
+from domain.errors import ErrorCode, code_of
 from tests.workflows.fakes import IDS, REJECTION, STEPS, FakeCfast, FakeRecords, customer_input
 from workflows import _policies as policies
 from workflows._search import BUSINESS_STATUS, ORG_ID, initial_attributes
@@ -97,7 +98,7 @@ async def test_rejection_fails_the_workflow_with_an_error_record(
 
     error = failure.value.cause
     assert isinstance(error, ApplicationError)
-    assert error.type == "CfastSyncFailed"
+    assert code_of(error) is ErrorCode.CUSTOMER_SYNC_FAILED
     assert REJECTION in error.message
     assert isinstance(error.cause, ActivityError)
     assert isinstance(error.cause.cause, ApplicationError) and error.cause.cause.type == "cfast.rejected"
@@ -150,7 +151,8 @@ async def test_transient_failure_that_never_ends_gives_up_after_the_policy(
     assert virtual_elapsed >= backoff_s
     assert time.monotonic() - real_start < backoff_s
 
-    assert isinstance(failure.value.cause, ApplicationError) and failure.value.cause.type == "CfastSyncFailed"
+    assert isinstance(failure.value.cause, ApplicationError)
+    assert code_of(failure.value.cause) is ErrorCode.CUSTOMER_SYNC_FAILED
     assert cfast.attempts("create_site") == attempts
     maj = records.in_order()
     assert [(r.operation, r.status) for r in maj][-1] == ("create_site", MajStatus.ERROR)

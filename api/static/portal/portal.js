@@ -59,3 +59,14 @@ document.addEventListener("click", function (event) {
     chooser.open = false;
   }
 });
+
+/* Password reset: the mail's link carries the code in the fragment (#token=…), which no server ever receives;
+   it is copied into the form, then removed from the address bar. */
+document.addEventListener("DOMContentLoaded", function () {
+  var field = document.querySelector("input[data-token-from-fragment]");
+  var match = /(?:^#|&)token=([^&]+)/.exec(window.location.hash);
+  if (field && match) {
+    field.value = decodeURIComponent(match[1]);
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+  }
+});

@@ -1,0 +1,82 @@
+"""A pool's subscription (`subscription/{org}/pool-{pool}`) on the time-skipping test server: the pool renews
+as a whole, static at its plan's price and data, dynamic per member active at renewal time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.testing import WorkflowEnvironment
+
+from domain.pools import pool_ocs_account
+from domain.subscription_contracts import charge_key, period_balance_id
+from tests.workflows.subscription_fakes import FakeSubscriptionStore, due_tomorrow, running, today
+
+GB = 1 << 30
+PRICE, DATA = 1500, 5 * GB  # the fakes' `plan-basic`
+
+
+async def _renew_three_periods(env: WorkflowEnvironment, store: FakeSubscriptionStore) -> str:
+    """Three renewals; a third member joins in the middle of the first renewed period."""
+    store.period, store.end_after_period = 0, 3
+    async with running(env, store) as handle:
+        await env.sleep(timedelta(days=10))  # period 1 renewed (due on day 1), in its middle now
+        assert len(store.charges) == 1
+        store.members.append("line-c")
+        result = await handle.result()
+    assert result.status == "ended" and result.period == 3
+    return handle.id
+
+
+async def test_a_static_pool_renews_at_its_fixed_price_and_data_whatever_its_members(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    start = await today(time_skipping_env)
+    store = FakeSubscriptionStore(anchor=due_tomorrow(start), pool_id="pool-s1", members=["line-a", "line-b"])
+    wf_id = await _renew_three_periods(time_skipping_env, store)
+
+    assert wf_id.endswith("/pool-pool-s1")
+    assert sorted(store.charges) == [charge_key(wf_id, n) for n in (1, 2, 3)]
+    assert [store.charges[charge_key(wf_id, n)].amount_minor for n in (1, 2, 3)] == [PRICE] * 3
+    assert len(store.charge_calls) == 3  # each period charged once
+    grants = list(store.grants.values())
+    assert [(g.account, g.balance_id, g.value_bytes) for g in grants] == [
+        (pool_ocs_account("pool-s1"), period_balance_id("plan-basic", n), DATA) for n in (1, 2, 3)
+    ]
+    assert [q.members for q in store.pool_quotes] == [2, 3, 3]
+    assert sorted(store.transactions) == sorted(store.charges)
+    assert not store.line_operations and not store.deprovisioned
+
+
+async def test_a_dynamic_pool_charges_and_grants_per_member_counting_a_new_member_at_the_next_renewal(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    start = await today(time_skipping_env)
+    store = FakeSubscriptionStore(
+        anchor=due_tomorrow(start), pool_id="pool-d1", pool_kind="dynamic", members=["line-a", "line-b"]
+    )
+    wf_id = await _renew_three_periods(time_skipping_env, store)
+
+    amounts = [store.charges[charge_key(wf_id, n)].amount_minor for n in (1, 2, 3)]
+    assert amounts == [2 * PRICE, 3 * PRICE, 3 * PRICE]
+    assert [g.value_bytes for g in store.grants.values()] == [2 * DATA, 3 * DATA, 3 * DATA]
+    assert {g.account for g in store.grants.values()} == {pool_ocs_account("pool-d1")}
+    assert [t.amount_minor for t in store.transactions.values()] == amounts
+    assert "3 SIM" in store.transactions[charge_key(wf_id, 2)].description
+    assert len(store.charge_calls) == 3
+
+
+async def test_an_unpaid_pool_goes_through_dunning_and_ends_without_touching_lines(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    start = await today(time_skipping_env)
+    store = FakeSubscriptionStore(
+        anchor=due_tomorrow(start), pool_id="pool-u1", pool_kind="dynamic", members=["line-a"], payer_pays=False
+    )
+    async with running(time_skipping_env, store) as handle:
+        result = await handle.result()
+
+    assert result.status == "ended" and result.reason == "terminated_unpaid" and result.period == 0
+    stages = [n.data["stage"] for n in store.notices_of("dunning")]
+    assert stages == ["retry", "second_attempt", "suspension", "termination"]
+    assert not store.charges and not store.grants and not store.transactions
+    assert not store.line_operations and not store.deprovisioned  # a pool has no line of its own
