@@ -7,6 +7,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -41,28 +42,43 @@ def snaic_callback_sink() -> Iterator[str]:
     yield os.environ.get("SIMFLOW_TEST_SNAIC_CALLBACK_URL", "")
 
 
+@contextmanager
+def running_simulator(name: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """One simulator process on a free port, stopped on exit: its base URL."""
+    port = free_port()
+    proc = _start(simulator_process(name, port, env=env or {}, log_dir=LOG_DIR))
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.stop()
+
+
+@contextmanager
+def running_localstripe() -> Iterator[str]:
+    port = free_port()
+    proc = _start(localstripe_process(port, log_dir=LOG_DIR))
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.stop()
+
+
 @pytest.fixture(scope="session")
 def cfast_url() -> Iterator[str]:
-    port = free_port()
-    proc = _start(simulator_process("cfast", port, log_dir=LOG_DIR))
-    yield f"http://127.0.0.1:{port}"
-    proc.stop()
+    with running_simulator("cfast") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def snaic_url() -> Iterator[str]:
-    port = free_port()
-    proc = _start(simulator_process("snaic", port, log_dir=LOG_DIR))
-    yield f"http://127.0.0.1:{port}"
-    proc.stop()
+    with running_simulator("snaic") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def ocs_base_url() -> Iterator[str]:
-    port = free_port()
-    proc = _start(simulator_process("ocs", port, log_dir=LOG_DIR))
-    yield f"http://127.0.0.1:{port}"
-    proc.stop()
+    with running_simulator("ocs") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -72,29 +88,21 @@ def ocs_url(ocs_base_url: str) -> str:
 
 @pytest.fixture(scope="session")
 def localstripe_url() -> Iterator[str]:
-    port = free_port()
-    proc = _start(localstripe_process(port, log_dir=LOG_DIR))
-    yield f"http://127.0.0.1:{port}"
-    proc.stop()
+    with running_localstripe() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def stripe_url(localstripe_url: str) -> Iterator[str]:
     """The fault proxy in front of localstripe: what the Stripe SDK talks to."""
-    port = free_port()
-    proc = _start(
-        simulator_process("stripe_proxy", port, env={"STRIPE_PROXY_UPSTREAM": localstripe_url}, log_dir=LOG_DIR)
-    )
-    yield f"http://127.0.0.1:{port}"
-    proc.stop()
+    with running_simulator("stripe_proxy", {"STRIPE_PROXY_UPSTREAM": localstripe_url}) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def sms_url() -> Iterator[str]:
-    port = free_port()
-    proc = _start(simulator_process("sms", port, log_dir=LOG_DIR))
-    yield f"http://127.0.0.1:{port}"
-    proc.stop()
+    with running_simulator("sms") as url:
+        yield url
 
 
 class SmtpSink:

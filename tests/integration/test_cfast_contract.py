@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -19,7 +19,16 @@ import pytest
 
 from integrations.cfast import CfastClient, CfastService
 from integrations.errors import ConflictError, NotFoundError, RejectedError, TransientError
-from tests.conftest import reset_simulator
+from tests.conftest import reset_simulator, running_simulator
+
+
+# Own simulator instances: the session worker's background workflows use the shared ones, and these tests count calls
+# and reset state.
+@pytest.fixture(scope="module")
+def own_cfast_url() -> Iterator[str]:
+    with running_simulator("cfast") as url:
+        yield url
+
 
 VALID_SIRET = "73282932000074"
 VALID_VAT = "FR44732829320"
@@ -71,14 +80,14 @@ def _msisdn() -> str:
 
 
 @pytest.fixture
-def admin(cfast_url: str) -> SimAdmin:
-    reset_simulator(cfast_url)
-    return SimAdmin(cfast_url)
+def admin(own_cfast_url: str) -> SimAdmin:
+    reset_simulator(own_cfast_url)
+    return SimAdmin(own_cfast_url)
 
 
 @pytest.fixture
-async def cfast(cfast_url: str, admin: SimAdmin) -> AsyncIterator[CfastClient]:
-    async with CfastClient(cfast_url, timeout_s=5.0) as client:
+async def cfast(own_cfast_url: str, admin: SimAdmin) -> AsyncIterator[CfastClient]:
+    async with CfastClient(own_cfast_url, timeout_s=5.0) as client:
         yield client
 
 
@@ -295,9 +304,9 @@ async def test_a_reference_is_billed_once_per_service(cfast: CfastClient) -> Non
     assert len(read.one_off_articles) == 1
 
 
-async def test_amounts_are_integer_minor_units(cfast: CfastClient, cfast_url: str) -> None:
+async def test_amounts_are_integer_minor_units(cfast: CfastClient, own_cfast_url: str) -> None:
     service = await _service(cfast)
-    async with httpx.AsyncClient(base_url=cfast_url, timeout=5) as http:
+    async with httpx.AsyncClient(base_url=own_cfast_url, timeout=5) as http:
         response = await http.post(
             f"/services/{service.service_id}/one-off-articles",
             json={"articleCode": "X", "label": "X", "quantity": 1, "unitPrice": 0.5, "reference": "r"},
@@ -487,11 +496,11 @@ async def test_reject_fault_is_a_rejection_and_applies_nothing(cfast: CfastClien
 
 @pytest.mark.parametrize("case", CASES, ids=case_ids)
 async def test_timeout_fault_is_transient_and_applies_nothing(
-    cfast_url: str, cfast: CfastClient, admin: SimAdmin, case: Case
+    own_cfast_url: str, cfast: CfastClient, admin: SimAdmin, case: Case
 ) -> None:
     ctx = await case.prepare(cfast)
     await admin.fault(case.op, "timeout", latency_ms=800)
-    async with CfastClient(cfast_url, timeout_s=0.2) as impatient:
+    async with CfastClient(own_cfast_url, timeout_s=0.2) as impatient:
         with pytest.raises(TransientError) as err:
             await case.call(impatient, ctx, "key-timeout")
     assert err.value.code == "timeout"
@@ -545,7 +554,7 @@ READS: list[tuple[str, Callable[[CfastClient, CfastService], Awaitable[Any]]]] =
 
 @pytest.mark.parametrize(("op", "read"), READS, ids=[op for op, _ in READS])
 async def test_faults_apply_to_reads(
-    cfast_url: str,
+    own_cfast_url: str,
     cfast: CfastClient,
     admin: SimAdmin,
     op: str,
@@ -567,7 +576,7 @@ async def test_faults_apply_to_reads(
     await admin.fault(op, "latency", latency_ms=50)
     assert await read(cfast, service) == expected
     await admin.fault(op, "timeout", latency_ms=600)
-    async with CfastClient(cfast_url, timeout_s=0.2) as impatient:
+    async with CfastClient(own_cfast_url, timeout_s=0.2) as impatient:
         with pytest.raises(TransientError) as err:
             await read(impatient, service)
     assert err.value.code == "timeout"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,7 +39,21 @@ from integrations.ocs import (
     ns_to_seconds,
     seconds_to_ns,
 )
-from tests.conftest import reset_simulator
+from tests.conftest import reset_simulator, running_simulator
+
+
+# Own simulator instances: the session worker's background workflows use the shared ones, and these tests count calls
+# and reset state.
+@pytest.fixture(scope="module")
+def own_ocs_base_url() -> Iterator[str]:
+    with running_simulator("ocs") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def own_ocs_url(own_ocs_base_url: str) -> str:
+    return f"{own_ocs_base_url}/jsonrpc"
+
 
 TENANT = "simflow-test"
 
@@ -75,14 +89,14 @@ class SimAdmin:
 
 
 @pytest.fixture
-def admin(ocs_base_url: str) -> SimAdmin:
-    reset_simulator(ocs_base_url)
-    return SimAdmin(ocs_base_url)
+def admin(own_ocs_base_url: str) -> SimAdmin:
+    reset_simulator(own_ocs_base_url)
+    return SimAdmin(own_ocs_base_url)
 
 
 @pytest.fixture
-async def ocs(ocs_url: str, admin: SimAdmin) -> AsyncIterator[OcsClient]:
-    async with OcsClient(ocs_url, TENANT, timeout_s=5.0) as client:
+async def ocs(own_ocs_url: str, admin: SimAdmin) -> AsyncIterator[OcsClient]:
+    async with OcsClient(own_ocs_url, TENANT, timeout_s=5.0) as client:
         yield client
 
 
@@ -379,11 +393,12 @@ async def test_reject_fault_is_not_retryable(ocs: OcsClient, admin: SimAdmin) ->
     assert (await _account_state(ocs, account)).disabled is False
 
 
-async def test_timeout_fault(ocs_url: str, admin: SimAdmin) -> None:
+async def test_timeout_fault(own_ocs_url: str, admin: SimAdmin) -> None:
+    account = _account()
     await admin.fault("APIerSv2.GetAccount", "timeout", latency_ms=800)
-    async with OcsClient(ocs_url, TENANT, timeout_s=0.3) as impatient:
+    async with OcsClient(own_ocs_url, TENANT, timeout_s=0.3) as impatient:
         with pytest.raises(TransientError) as caught:
-            await impatient.get_account(_account())
+            await impatient.get_account(account)
     assert caught.value.code == "timeout"
     [call] = await admin.wait_calls("APIerSv2.GetAccount", 1)
     assert (call["fault"], call["applied"]) == ("timeout", False)

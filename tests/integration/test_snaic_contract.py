@@ -10,7 +10,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,16 @@ from stdnum import luhn
 
 from integrations.errors import ConflictError, NotFoundError, RejectedError, TransientError
 from integrations.snaic import PortIn, SnaicCallback, SnaicClient, SnaicOrderAck, verify_callback_signature
-from tests.conftest import reset_simulator
+from tests.conftest import reset_simulator, running_simulator
+
+
+# Own simulator instances: the session worker's background workflows use the shared ones, and these tests count calls
+# and reset state.
+@pytest.fixture(scope="module")
+def own_snaic_url() -> Iterator[str]:
+    with running_simulator("snaic") as url:
+        yield url
+
 
 SECRET = "snaic-dev-secret"  # the simulator's default callback secret
 WAIT_S = 5.0
@@ -145,14 +154,14 @@ class CallbackReceiver:
 
 
 @pytest.fixture
-async def admin(snaic_url: str) -> AsyncIterator[SimAdmin]:
+async def admin(own_snaic_url: str) -> AsyncIterator[SimAdmin]:
     """Known defaults during the test; the session's configuration (e.g. an API fixture's callback URL) after."""
-    admin = SimAdmin(snaic_url)
+    admin = SimAdmin(own_snaic_url)
     saved = await admin.config()
-    reset_simulator(snaic_url)
+    reset_simulator(own_snaic_url)
     await admin.reset_config()
     yield admin
-    reset_simulator(snaic_url)
+    reset_simulator(own_snaic_url)
     await admin.configure(**saved)
 
 
@@ -167,8 +176,8 @@ async def receiver(admin: SimAdmin) -> AsyncIterator[CallbackReceiver]:
 
 
 @pytest.fixture
-async def snaic(snaic_url: str, admin: SimAdmin) -> AsyncIterator[SnaicClient]:
-    async with SnaicClient(snaic_url, timeout_s=5.0) as client:
+async def snaic(own_snaic_url: str, admin: SimAdmin) -> AsyncIterator[SnaicClient]:
+    async with SnaicClient(own_snaic_url, timeout_s=5.0) as client:
         yield client
 
 
@@ -627,11 +636,11 @@ async def test_reject_fault_is_a_rejection_and_orders_nothing(snaic: SnaicClient
 
 @pytest.mark.parametrize("case", CASES, ids=case_ids)
 async def test_timeout_fault_is_transient_and_orders_nothing(
-    snaic_url: str, snaic: SnaicClient, admin: SimAdmin, case: Case
+    own_snaic_url: str, snaic: SnaicClient, admin: SimAdmin, case: Case
 ) -> None:
     ctx = await case.prepare(snaic)
     await admin.fault(case.op, "timeout", latency_ms=800)
-    async with SnaicClient(snaic_url, timeout_s=0.2) as impatient:
+    async with SnaicClient(own_snaic_url, timeout_s=0.2) as impatient:
         with pytest.raises(TransientError) as err:
             await case.call(impatient, ctx, "key-timeout")
     assert err.value.code == "timeout"
@@ -675,7 +684,7 @@ async def test_latency_fault_only_delays(snaic: SnaicClient, admin: SimAdmin, ca
 
 
 @pytest.mark.parametrize("op", ["get_line", "get_order", "list_lines"])
-async def test_faults_apply_to_reads(snaic_url: str, snaic: SnaicClient, admin: SimAdmin, op: str) -> None:
+async def test_faults_apply_to_reads(own_snaic_url: str, snaic: SnaicClient, admin: SimAdmin, op: str) -> None:
     ack = await snaic.create_line(iccid=_iccid(), msisdn=_msisdn(), offer_code="MOB_5GO", idempotency_key=_key())
     await snaic.wait_for_order(ack.order_id, timeout_s=WAIT_S)
 
@@ -697,7 +706,7 @@ async def test_faults_apply_to_reads(snaic_url: str, snaic: SnaicClient, admin: 
     with pytest.raises(TransientError):
         await read(snaic)
     await admin.fault(op, "timeout", latency_ms=600)
-    async with SnaicClient(snaic_url, timeout_s=0.2) as impatient:
+    async with SnaicClient(own_snaic_url, timeout_s=0.2) as impatient:
         with pytest.raises(TransientError):
             await read(impatient)
     await admin.wait_calls(op, lambda calls: any(c["fault"] == "timeout" for c in calls))

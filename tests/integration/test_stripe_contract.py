@@ -13,7 +13,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -30,7 +30,22 @@ from integrations.stripe_gateway import (
     StripeGateway,
     WebhookSignatureError,
 )
-from tests.conftest import reset_simulator
+from tests.conftest import reset_simulator, running_localstripe, running_simulator
+
+
+# Own simulator instances: the session worker's background workflows use the shared ones, and these tests count calls
+# and reset state.
+@pytest.fixture(scope="module")
+def own_localstripe_url() -> Iterator[str]:
+    with running_localstripe() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def own_stripe_url(own_localstripe_url: str) -> Iterator[str]:
+    with running_simulator("stripe_proxy", {"STRIPE_PROXY_UPSTREAM": own_localstripe_url}) as url:
+        yield url
+
 
 API_KEY = "sk_test_simflow_contract"
 CARD_OK = "4242424242424242"
@@ -42,9 +57,9 @@ WEBHOOK_SECRET = "whsec_contract_test"
 class ProxyAdmin:
     """The `/_sim` test contract of the Stripe fault proxy, plus what localstripe holds."""
 
-    def __init__(self, proxy_url: str, localstripe_url: str) -> None:
+    def __init__(self, proxy_url: str, own_localstripe_url: str) -> None:
         self.proxy_url = proxy_url
-        self.localstripe_url = localstripe_url
+        self.own_localstripe_url = own_localstripe_url
 
     async def fault(self, op: str, mode: str, *, times: int = 1, latency_ms: int = 0) -> None:
         async with httpx.AsyncClient(base_url=self.proxy_url, timeout=5) as http:
@@ -70,7 +85,7 @@ class ProxyAdmin:
 
     async def count(self, resource: str) -> int:
         """How many objects localstripe itself holds (behind the proxy, no idempotency involved)."""
-        async with httpx.AsyncClient(base_url=self.localstripe_url, timeout=5) as http:
+        async with httpx.AsyncClient(base_url=self.own_localstripe_url, timeout=5) as http:
             response = await http.get(
                 f"/v1/{resource}", params={"limit": 100}, headers={"Authorization": f"Bearer {API_KEY}"}
             )
@@ -79,14 +94,14 @@ class ProxyAdmin:
 
 
 @pytest.fixture
-def admin(stripe_url: str, localstripe_url: str) -> ProxyAdmin:
-    reset_simulator(stripe_url)  # clears the proxy's keys and faults, and localstripe's data
-    return ProxyAdmin(stripe_url, localstripe_url)
+def admin(own_stripe_url: str, own_localstripe_url: str) -> ProxyAdmin:
+    reset_simulator(own_stripe_url)  # clears the proxy's keys and faults, and localstripe's data
+    return ProxyAdmin(own_stripe_url, own_localstripe_url)
 
 
 @pytest.fixture
-async def gateway(stripe_url: str, admin: ProxyAdmin) -> AsyncIterator[StripeGateway]:
-    async with StripeGateway(API_KEY, stripe_url, timeout_s=10.0) as gw:
+async def gateway(own_stripe_url: str, admin: ProxyAdmin) -> AsyncIterator[StripeGateway]:
+    async with StripeGateway(API_KEY, own_stripe_url, timeout_s=10.0) as gw:
         yield gw
 
 
@@ -196,8 +211,8 @@ async def test_unknown_payment_intent(gateway: StripeGateway) -> None:
         await gateway.retrieve_payment_intent("pi_doesnotexist000")
 
 
-async def test_authorization_header_is_forwarded(stripe_url: str, admin: ProxyAdmin) -> None:
-    async with StripeGateway("not-a-secret-key", stripe_url, timeout_s=5.0) as wrong_key:
+async def test_authorization_header_is_forwarded(own_stripe_url: str, admin: ProxyAdmin) -> None:
+    async with StripeGateway("not-a-secret-key", own_stripe_url, timeout_s=5.0) as wrong_key:
         with pytest.raises(RejectedError) as caught:
             await wrong_key.ensure_customer("a@example.org", None, {}, _key("customer"))
     assert caught.value.status_code == 401
@@ -331,7 +346,7 @@ async def test_lost_response_at_refund_then_retry(gateway: StripeGateway, admin:
 
 
 async def test_find_charge_by_topup_id_after_the_key_is_forgotten(
-    gateway: StripeGateway, admin: ProxyAdmin, stripe_url: str
+    gateway: StripeGateway, admin: ProxyAdmin, own_stripe_url: str
 ) -> None:
     card = await _customer_with_card(gateway)
     other = await _customer_with_card(gateway)
@@ -342,7 +357,7 @@ async def test_find_charge_by_topup_id_after_the_key_is_forgotten(
     await gateway.charge_off_session(
         other.customer_id, other.payment_method_id, 900, "EUR", _key(), {"topup_id": "t-other-customer"}
     )
-    async with httpx.AsyncClient(base_url=stripe_url, timeout=5) as http:
+    async with httpx.AsyncClient(base_url=own_stripe_url, timeout=5) as http:
         forgotten = (await http.post("/_sim/idempotency/expire")).raise_for_status().json()["forgotten"]
     assert forgotten >= 4  # two creates and two confirms
 
@@ -353,7 +368,7 @@ async def test_find_charge_by_topup_id_after_the_key_is_forgotten(
     assert await admin.count("payment_intents") == 2, "looking for a charge creates nothing"
     # The proxy answers the `customer` filter (localstripe refuses it), paged like Stripe.
     async with httpx.AsyncClient(
-        base_url=stripe_url, timeout=5, headers={"Authorization": f"Bearer {API_KEY}"}
+        base_url=own_stripe_url, timeout=5, headers={"Authorization": f"Bearer {API_KEY}"}
     ) as http:
         page = (await http.get("/v1/payment_intents", params={"customer": card.customer_id, "limit": 1})).json()
     assert [pi["id"] for pi in page["data"]] == [charged.payment_intent_id] and page["has_more"] is False
@@ -386,8 +401,8 @@ async def test_reject_fault_is_a_decline(gateway: StripeGateway, admin: ProxyAdm
     assert await admin.count("charges") == 0
 
 
-async def test_timeout_fault(stripe_url: str, admin: ProxyAdmin) -> None:
-    async with StripeGateway(API_KEY, stripe_url, timeout_s=0.3) as impatient:
+async def test_timeout_fault(own_stripe_url: str, admin: ProxyAdmin) -> None:
+    async with StripeGateway(API_KEY, own_stripe_url, timeout_s=0.3) as impatient:
         await admin.fault("create_customer", "timeout", latency_ms=800)
         with pytest.raises(TransientError) as caught:
             await impatient.ensure_customer("slow@example.org", None, {}, _key("customer"))
@@ -405,10 +420,10 @@ async def test_latency_fault_slows_but_succeeds(gateway: StripeGateway, admin: P
     assert time.monotonic() - started >= 0.3
 
 
-async def test_reset_clears_localstripe(gateway: StripeGateway, admin: ProxyAdmin, stripe_url: str) -> None:
+async def test_reset_clears_localstripe(gateway: StripeGateway, admin: ProxyAdmin, own_stripe_url: str) -> None:
     await _customer_with_card(gateway)
     assert await admin.count("customers") == 1
-    reset_simulator(stripe_url)
+    reset_simulator(own_stripe_url)
     assert await admin.count("customers") == 0
     assert await admin.calls("create_customer") == []
 
@@ -441,7 +456,7 @@ async def test_webhook_signature_verification(gateway: StripeGateway) -> None:
 
 
 @pytest.fixture
-async def webhook_sink(localstripe_url: str) -> AsyncIterator[asyncio.Queue[tuple[bytes, str | None]]]:
+async def webhook_sink(own_localstripe_url: str) -> AsyncIterator[asyncio.Queue[tuple[bytes, str | None]]]:
     """A real HTTP endpoint registered as a localstripe webhook for `payment_intent.succeeded`."""
     received: asyncio.Queue[tuple[bytes, str | None]] = asyncio.Queue()
     sink = FastAPI()
@@ -459,7 +474,7 @@ async def webhook_sink(localstripe_url: str) -> AsyncIterator[asyncio.Queue[tupl
     while not server.started:
         await asyncio.sleep(0.02)
     hook_id = f"contract-{uuid.uuid4().hex[:8]}"
-    async with httpx.AsyncClient(base_url=localstripe_url, timeout=5) as http:
+    async with httpx.AsyncClient(base_url=own_localstripe_url, timeout=5) as http:
         registered = await http.post(
             f"/_config/webhooks/{hook_id}",
             data={
