@@ -22,7 +22,7 @@ from stdnum import luhn
 from temporalio import activity
 
 from activities._errors import external_call, translates_errors
-from domain.enums import ArticleKind, PlanType, SimStatus, SimType, StaffRole, SubscriptionKind
+from domain.enums import ArticleKind, DossierItemStatus, PlanType, SimStatus, SimType, StaffRole, SubscriptionKind
 from domain.errors import DomainError, ErrorCode
 from domain.models import (
     CatalogueArticle,
@@ -225,7 +225,7 @@ class OnboardingActivities:
 
     async def _dossier_content(self, session: AsyncSession, data: PlatformStep, item: str) -> OnboardingDocument:
         entry = data.dossier.get(item)
-        if entry is None or entry.status != "valid":
+        if entry is None or entry.status != DossierItemStatus.VALID:
             raise _refused(f"élément du dossier non valide : {item}", ErrorCode.ONBOARDING_DOSSIER_INCOMPLETE)
         return await self._document(session, data.onboarding_id, entry.document_id)
 

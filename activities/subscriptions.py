@@ -27,6 +27,7 @@ from domain.enums import (
     InvoiceStatus,
     LineStatus,
     PaymentMethod,
+    PaymentStatus,
     PlanType,
     SubscriptionKind,
     SubscriptionStatus,
@@ -702,7 +703,7 @@ async def record_renewal_books(session: AsyncSession, subscription: Subscription
         reference=f"{data.transaction_reference}:payment",
         method=PaymentMethod(data.method),
         amount=amount,
-        status="on_account" if on_account else "succeeded",
+        status=PaymentStatus.ON_ACCOUNT if on_account else PaymentStatus.SUCCEEDED,
         stripe_payment_intent_id=data.payment_reference if data.method == PaymentMethod.CARD else None,
     )
     if on_account or transaction.invoice_id is not None:
@@ -744,7 +745,7 @@ async def record_refunded_renewal(
         reference=f"{data.idempotency_key}:payment",
         method=PaymentMethod(data.method),
         amount=amount,
-        status="succeeded",
+        status=PaymentStatus.SUCCEEDED,
         stripe_payment_intent_id=data.payment_reference if data.method == PaymentMethod.CARD else None,
     )
     await record_refund(

@@ -159,6 +159,7 @@ class PaymentStatus(StrEnum):
     """`payments.status`: money received by the provider, recorded by hand (bank transfer), or given back."""
 
     SUCCEEDED = "succeeded"
+    ON_ACCOUNT = "on_account"  # billed by CFAST on the company's account
     MANUAL = "manual"
     REFUNDED = "refunded"
 
@@ -326,6 +327,15 @@ class OnboardingStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class DossierItemStatus(StrEnum):
+    """Where one item of an integrator's technical dossier stands (seed 002 B)."""
+
+    MISSING = "missing"
+    VALID = "valid"
+    INVALID = "invalid"
+    REJECTED = "rejected"
+
+
 class DunningStage(StrEnum):
     RETRY = "retry"
     SECOND_ATTEMPT = "second_attempt"
@@ -365,6 +375,7 @@ class BusinessStatus(StrEnum):
     QUARANTINE = "quarantine"
     DELIVERING = "delivering"
     CANCELLING = "cancelling"
+    RETRYING = "retrying"
     COMPENSATING = "compensating"
     # Outcomes.
     ACTIVE = "active"

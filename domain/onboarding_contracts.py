@@ -103,7 +103,7 @@ class PaymentState(Contract):
 
 
 class DossierEntry(Contract):
-    status: str  # valid | invalid | rejected
+    status: str  # a DossierItemStatus; typed str so that recorded histories decode unchanged
     filename: str = ""
     document_id: str = ""
     errors: list[str] = Field(default_factory=list)

@@ -366,7 +366,9 @@ class BulkOperationWorkflow(CfastHierarchy):
             )
             return BulkItemResult(
                 iccid=target.iccid,
-                status=BulkItemStatus.SUCCEEDED if result.status == "terminated" else BulkItemStatus.FAILED,
+                status=BulkItemStatus.SUCCEEDED
+                if result.status == BusinessStatus.TERMINATED
+                else BulkItemStatus.FAILED,
                 detail=f"ligne {result.status}",
                 workflow_id=child_id,
                 line_id=target.line_id,

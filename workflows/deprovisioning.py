@@ -25,7 +25,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.contracts import ExternalCallResult, snaic_reference
-    from domain.enums import BusinessStatus, DeploymentStatus, ExternalSystem, SnaicOrderStatus
+    from domain.enums import BusinessStatus, DeploymentStatus, ExternalSystem, LineStatus, SnaicOrderStatus
     from domain.errors import ErrorCode
     from domain.lifecycle_contracts import (
         CancelScheduledTermination,
@@ -54,6 +54,9 @@ T = TypeVar("T")
 
 MIN_GRACE_DAYS = 7
 MAX_GRACE_DAYS = 30
+# Until the grace period ends, the termination can still be cancelled or brought forward.
+BEFORE_TERMINATION = (BusinessStatus.STARTING, BusinessStatus.SCHEDULED, BusinessStatus.GRACE_PERIOD)
+TERMINABLE_LINE_STATUSES = (LineStatus.ACTIVE, LineStatus.SUSPENDED, LineStatus.INACTIVE)
 
 
 def workflow_id(org_id: str, line_id: str) -> str:
@@ -92,11 +95,11 @@ class DeprovisioningWorkflow(LineSaga):
     def cancel_termination(self, request: CancelTermination) -> DeprovisioningState:
         """Cancels the termination during the grace period; refused once it has begun."""
         self.cancel_request = request
-        return DeprovisioningState(status="cancelling", grace_until=self.grace_until)
+        return DeprovisioningState(status=BusinessStatus.CANCELLING, grace_until=self.grace_until)
 
     @cancel_termination.validator
     def _validate_cancel(self, request: CancelTermination) -> None:
-        if self.status not in ("starting", "scheduled", "grace_period"):
+        if self.status not in BEFORE_TERMINATION:
             raise ApplicationError(f"termination already {self.status}", type=ErrorCode.TERMINATION_NOT_CANCELLABLE)
 
     @workflow.update
@@ -107,14 +110,14 @@ class DeprovisioningWorkflow(LineSaga):
 
     @terminate_now.validator
     def _validate_terminate_now(self, request: ResolveAttention) -> None:
-        if self.status not in ("starting", "scheduled", "grace_period"):
+        if self.status not in BEFORE_TERMINATION:
             raise ApplicationError(f"termination already {self.status}", type=ErrorCode.TERMINATION_NOT_IN_GRACE)
 
     @workflow.update
     def retry(self, request: ResolveAttention) -> DeprovisioningState:
         """Staff tell a workflow in `needs_attention` to try its failed step again."""
         self.retry_requested = True
-        return DeprovisioningState(status="retrying", step=self.step, attention=self.attention)
+        return DeprovisioningState(status=BusinessStatus.RETRYING, step=self.step, attention=self.attention)
 
     @retry.validator
     def _validate_retry(self, request: ResolveAttention) -> None:
@@ -140,10 +143,10 @@ class DeprovisioningWorkflow(LineSaga):
             names.INVENTORY_LOAD_LINE, LoadLine(line_id=data.line_id, org_id=data.org_id), LineSnapshot
         )
         self._set_msisdn(line.msisdn, line.msisdn_hash)
-        if line.status == "terminated":
+        if line.status == LineStatus.TERMINATED:
             self._set_status(BusinessStatus.TERMINATED, f"Ligne {line.msisdn} déjà résiliée")
-            return DeprovisioningResult(line_id=data.line_id, status="terminated")
-        if line.status not in ("active", "suspended", "inactive"):
+            return DeprovisioningResult(line_id=data.line_id, status=BusinessStatus.TERMINATED)
+        if line.status not in TERMINABLE_LINE_STATUSES:
             self._set_status(BusinessStatus.REFUSED, f"Ligne {line.status} : résiliation impossible")
             raise ApplicationError(
                 f"line is {line.status}: termination not possible",
@@ -263,7 +266,10 @@ class DeprovisioningWorkflow(LineSaga):
             )
         self._set_status(BusinessStatus.TERMINATED, f"Ligne {line.msisdn} résiliée, numéro en quarantaine")
         return DeprovisioningResult(
-            line_id=data.line_id, status="terminated", terminated_at=terminated_at, quarantine_until=quarantine_until
+            line_id=data.line_id,
+            status=BusinessStatus.TERMINATED,
+            terminated_at=terminated_at,
+            quarantine_until=quarantine_until,
         )
 
     async def _cancelled(
@@ -281,7 +287,7 @@ class DeprovisioningWorkflow(LineSaga):
                 CloseDeployment(deployment_id=self._deployment_id, status=DeploymentStatus.FAILED),
             )
         self._set_status(BusinessStatus.CANCELLED, f"Résiliation annulée par {request.requested_by}")
-        return DeprovisioningResult(line_id=data.line_id, status="cancelled")
+        return DeprovisioningResult(line_id=data.line_id, status=BusinessStatus.CANCELLED)
 
     async def _terminate_supplier(self, data: DeprovisioningInput, line: LineSnapshot, wf_id: str, key: str) -> None:
         assert line.snaic_line_id is not None
@@ -340,4 +346,4 @@ class LineQuarantineWorkflow(LineSaga):
             )
             await self._record("ocs_remove_account", ExternalSystem.OCS, sent={"Account": line.ocs_account})
         self._set_status(BusinessStatus.RELEASED, "Compte OCS supprimé, numéro réutilisable")
-        return "released"
+        return BusinessStatus.RELEASED

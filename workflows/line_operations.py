@@ -19,7 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.contracts import ExternalCallResult, snaic_reference
-    from domain.enums import BusinessStatus, DeploymentStatus, ExternalSystem, SnaicOrderStatus
+    from domain.enums import BusinessStatus, DeploymentStatus, ExternalSystem, LineStatus, SnaicOrderStatus
     from domain.errors import ErrorCode
     from domain.lifecycle_contracts import (
         CfastChangeSubscription,
@@ -204,7 +204,7 @@ class LineOperationWorkflow(LineSaga):
             SetLineStatus(
                 org_id=data.org_id,
                 line_id=data.line_id,
-                status="suspended" if suspend else "active",
+                status=LineStatus.SUSPENDED if suspend else LineStatus.ACTIVE,
                 actor=data.requested_by,
                 workflow_id=workflow.info().workflow_id,
                 sim_status="suspended" if suspend else "previous",

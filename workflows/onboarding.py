@@ -25,7 +25,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from domain.enums import BusinessStatus, OnboardingStatus, PaymentMethod
+    from domain.enums import BusinessStatus, DossierItemStatus, OnboardingStatus, PaymentMethod
     from domain.errors import ErrorCode
     from domain.onboarding_contracts import (
         DOSSIER_ITEMS,
@@ -133,14 +133,14 @@ class OnboardingWorkflow:
             history=list(self.history),
             payments=dict(self.payments),
             dossier=dict(self.dossier),
-            missing_items=[item for item in DOSSIER_ITEMS if self._item_status(item) != "valid"],
+            missing_items=[item for item in DOSSIER_ITEMS if self._item_status(item) != DossierItemStatus.VALID],
             platform_steps=list(self.platform_steps),
             last_payment_error=self.last_payment_error,
         )
 
     def _item_status(self, item: str) -> str:
         entry = self.dossier.get(item)
-        return entry.status if entry is not None else "missing"
+        return entry.status if entry is not None else DossierItemStatus.MISSING
 
     # --- Updates -------------------------------------------------------------------------------------
 
@@ -257,12 +257,12 @@ class OnboardingWorkflow:
         at = workflow.now().isoformat()
         if verdict.valid:
             self.dossier[submission.item] = DossierEntry(
-                status="valid", filename=verdict.filename, document_id=submission.document_id, at=at
+                status=DossierItemStatus.VALID, filename=verdict.filename, document_id=submission.document_id, at=at
             )
-        elif self._item_status(submission.item) != "valid":
+        elif self._item_status(submission.item) != DossierItemStatus.VALID:
             # A valid earlier upload is kept: the invalid one only reports its errors.
             self.dossier[submission.item] = DossierEntry(
-                status="invalid",
+                status=DossierItemStatus.INVALID,
                 filename=verdict.filename,
                 document_id=submission.document_id,
                 errors=verdict.errors,
@@ -285,7 +285,7 @@ class OnboardingWorkflow:
             raise _refuse("document manquant", ErrorCode.ONBOARDING_DOCUMENT_REQUIRED)
 
     def _dossier_complete(self) -> bool:
-        return all(self._item_status(item) == "valid" for item in DOSSIER_ITEMS)
+        return all(self._item_status(item) == DossierItemStatus.VALID for item in DOSSIER_ITEMS)
 
     @workflow.update
     async def review_dossier(self, review: DossierReview) -> OnboardingProgress:
@@ -294,9 +294,9 @@ class OnboardingWorkflow:
             return self.progress()
         at = workflow.now().isoformat()
         for item in review.rejected_items:
-            previous = self.dossier.get(item, DossierEntry(status="missing"))
+            previous = self.dossier.get(item, DossierEntry(status=DossierItemStatus.MISSING))
             self.dossier[item] = DossierEntry(
-                status="rejected",
+                status=DossierItemStatus.REJECTED,
                 filename=previous.filename,
                 document_id=previous.document_id,
                 errors=[review.note],

@@ -336,7 +336,7 @@ class SimActivationWorkflow(CfastHierarchy):
             line_id=data.line_id,
             iccid=data.iccid,
             msisdn=number.msisdn,
-            status="ready_for_activation",
+            status=BusinessStatus.READY_FOR_ACTIVATION,
             snaic_line_id=self.snaic_line_id,
             ocs_account=account,
             cfast_service_id=service.object_id,

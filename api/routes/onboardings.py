@@ -20,7 +20,7 @@ from api.deps import PrincipalDep, SessionDep, StateDep
 from api.guard import audit_note
 from api.schemas import Request, UtcDatetime
 from domain.authz import Action, Principal, TenantChain, authorize, require_role
-from domain.enums import StaffRole
+from domain.enums import DossierItemStatus, StaffRole
 from domain.errors import IllegalTransition, ValidationFailed
 from domain.models import Onboarding
 from domain.onboarding_contracts import (
@@ -116,7 +116,9 @@ class OnboardingOut(BaseModel):
 
 
 def _out(onboarding: Onboarding) -> OnboardingOut:
-    missing = [item for item in DOSSIER_ITEMS if (onboarding.dossier.get(item) or {}).get("status") != "valid"]
+    missing = [
+        item for item in DOSSIER_ITEMS if (onboarding.dossier.get(item) or {}).get("status") != DossierItemStatus.VALID
+    ]
     return OnboardingOut.model_validate({**_columns(onboarding), "missing_items": missing})
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.enums import OnboardingStatus
 from domain.errors import AlreadyExists, IllegalTransition, NotFound, ValidationFailed
 from domain.models import InvoiceCounter, Onboarding, OnboardingDocument, Organisation
 from domain.onboarding_contracts import (
@@ -53,7 +54,7 @@ async def open_onboarding(
         workflow_id=onboarding_workflow_id(org.id),
         contact_email=terms.contact_email,
         contact_name=terms.contact_name,
-        status="in_progress",
+        status=OnboardingStatus.IN_PROGRESS,
         stage=STAGES[0],
         history=[],
         payments={},
@@ -94,7 +95,9 @@ def workflow_input(onboarding: Onboarding, org: Organisation, staff_email: str) 
 
 def accepts_documents(onboarding: Onboarding) -> bool:
     """The dossier takes uploads until it is submitted (the workflow refuses them after, and once closed)."""
-    return onboarding.status == "in_progress" and STAGES.index(onboarding.stage) <= STAGES.index("dossier_submitted")
+    return onboarding.status == OnboardingStatus.IN_PROGRESS and STAGES.index(onboarding.stage) <= STAGES.index(
+        "dossier_submitted"
+    )
 
 
 async def store_document(

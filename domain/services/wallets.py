@@ -15,7 +15,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from domain.enums import PaymentMethod, WalletOwnerType
+from domain.enums import PaymentMethod, PaymentStatus, WalletOwnerType
 from domain.errors import AlreadyExists, IdempotencyMismatch, IllegalTransition, NotFound, ValidationFailed
 from domain.models import Company, EndUser, Payment, Transaction, Wallet, WalletEntry, WalletFunding
 from domain.money import Money
@@ -308,7 +308,7 @@ async def ensure_funding_charge(session: AsyncSession, funding: WalletFunding) -
         reference=f"{prefix}:payment",
         method=PaymentMethod.CARD,
         amount=amount,
-        status="succeeded",
+        status=PaymentStatus.SUCCEEDED,
         stripe_payment_intent_id=funding.payment_reference,
     )
     return payment, transaction
