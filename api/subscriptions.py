@@ -217,7 +217,9 @@ async def renew_line(
     target = int(asked.details["period"])
     if subscription.period < target:
         handle = handle or await _workflow(session, state, line)
-        outcome: RenewOutcome = await _update(lambda: handle.execute_update(SubscriptionWorkflow.renew_now, target))
+        outcome: RenewOutcome = await _update(
+            lambda: handle.execute_update(SubscriptionWorkflow.renew_now, args=[target, reference])
+        )
         if not outcome.renewed:
             raise IllegalTransition(None, f"renouvellement refusé : {outcome.reason}", code=code_of(outcome.reason))
         session.expire_all()

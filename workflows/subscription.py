@@ -85,6 +85,7 @@ class SubscriptionWorkflow:
         self._status: str = BusinessStatus.STARTING
         self._renew_requests = 0
         self._outcome: RenewOutcome | None = None
+        self._renewing_key = ""
         self._cancel_requested = False
         self._line_ended = False
         self._attempts = 0
@@ -100,24 +101,36 @@ class SubscriptionWorkflow:
         return self._period
 
     @workflow.update
-    async def renew_now(self, paying_period: int = 0) -> RenewOutcome:
+    async def renew_now(self, paying_period: int = 0, request_key: str = "") -> RenewOutcome:
         """Pays the next period now. `paying_period` (the period the request was recorded for, 0: none) makes
-        a replayed request that arrives once its period is paid answer that period instead of paying the next."""
+        a replayed request that arrives once its period is paid answer that period instead of paying the next.
+        The same request sent twice (`request_key`, a double click) joins the renewal in flight and gets its
+        outcome."""
         if paying_period and self._period >= paying_period:
             return RenewOutcome(renewed=True, period=paying_period)
-        self._outcome = None
-        self._renew_requests += 1
+        if not self._joins_renewal(request_key):
+            self._outcome = None
+            self._renewing_key = request_key
+            self._renew_requests += 1
         await workflow.wait_condition(lambda: self._outcome is not None)
         assert self._outcome is not None
         return self._outcome
 
     @renew_now.validator
-    def _validate_renew_now(self, paying_period: int = 0) -> None:
+    def _validate_renew_now(self, paying_period: int = 0, request_key: str = "") -> None:
         if paying_period and self._period >= paying_period:
             return
         self._refuse_when_over()
-        if self._renew_requests:
+        if self._renew_requests and not self._joins_renewal(request_key):
             raise ApplicationError("un renouvellement est déjà en cours", type="subscription.renewal_in_progress")
+
+    def _joins_renewal(self, request_key: str) -> bool:
+        return (
+            bool(request_key)
+            and self._renew_requests > 0
+            and self._outcome is None
+            and request_key == self._renewing_key
+        )
 
     @workflow.update
     async def set_auto_renew(self, mode: str) -> str:

@@ -8,6 +8,7 @@ Shared by the workflow tests and the replay recorder.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -69,6 +70,7 @@ class FakeSubscriptionStore:
     end_after_period: int | None = None  # the line is terminated once this period is paid
     dunning: DunningDays = field(default_factory=DunningDays)
     payer_pays: bool = True
+    charge_gate: asyncio.Event | None = None  # when set, a charge waits for it (a renewal held in flight)
     # A pool's subscription: its kind and its active members (change them while it runs).
     pool_id: str | None = None
     pool_kind: str = "static"
@@ -169,6 +171,8 @@ class FakeSubscriptionStore:
     @activity.defn(name=names.SUBSCRIPTION_CHARGE)
     async def charge(self, data: RenewalCharge) -> RenewalPaid:
         self.charge_calls.append(data)
+        if self.charge_gate is not None:
+            await self.charge_gate.wait()
         if data.idempotency_key not in self.charges:
             if not self.payer_pays:
                 raise ApplicationError("carte refusée : card_declined", type="payment.declined", non_retryable=True)

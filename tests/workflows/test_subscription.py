@@ -3,6 +3,7 @@ their real names (`tests/workflows/subscription_fakes.py`)."""
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 from datetime import date, timedelta
 
@@ -116,6 +117,27 @@ async def test_prompt_renews_only_by_action_and_a_refused_payment_changes_nothin
     assert list(store.charges) == [charge_key(wf_id, 1, 1)]
     assert result.status == "ended" and result.period == 1
     assert [g.expiry.date() for g in store.grants.values() if g.expiry] == [store.calendar.period_end(1)]
+
+
+async def test_the_same_renew_now_sent_twice_joins_the_renewal_in_flight_and_pays_once(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    start = await today(time_skipping_env)
+    store = FakeSubscriptionStore(anchor=start, auto_renew_mode="prompt", charge_gate=asyncio.Event())
+    async with running(time_skipping_env, store) as handle:
+        first = asyncio.create_task(handle.execute_update(SubscriptionWorkflow.renew_now, args=[1, "click"]))
+        while not store.charge_calls:  # the first click's charge is under way
+            await asyncio.sleep(0.05)
+        second = asyncio.create_task(handle.execute_update(SubscriptionWorkflow.renew_now, args=[1, "click"]))
+        with pytest.raises(WorkflowUpdateFailedError) as other_request:
+            await handle.execute_update(SubscriptionWorkflow.renew_now, args=[1, "another-click"])
+        assert getattr(other_request.value.cause, "type", None) == "subscription.renewal_in_progress"
+        store.charge_gate.set()
+        outcomes = await asyncio.gather(first, second)
+        await handle.execute_update(SubscriptionWorkflow.set_auto_renew, "off")
+        await handle.result()
+    assert [(o.renewed, o.period) for o in outcomes] == [(True, 1), (True, 1)]
+    assert len(store.charge_calls) == 1 and list(store.transactions) == [charge_key(handle.id, 1)]
 
 
 async def test_a_failed_renewal_goes_through_every_dunning_stage_to_termination(
