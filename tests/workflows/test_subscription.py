@@ -123,7 +123,8 @@ async def test_the_same_renew_now_sent_twice_joins_the_renewal_in_flight_and_pay
     time_skipping_env: WorkflowEnvironment,
 ) -> None:
     start = await today(time_skipping_env)
-    store = FakeSubscriptionStore(anchor=start, auto_renew_mode="prompt", charge_gate=asyncio.Event())
+    gate = asyncio.Event()
+    store = FakeSubscriptionStore(anchor=start, auto_renew_mode="prompt", charge_gate=gate)
     async with running(time_skipping_env, store) as handle:
         first = asyncio.create_task(handle.execute_update(SubscriptionWorkflow.renew_now, args=[1, "click"]))
         while not store.charge_calls:  # the first click's charge is under way
@@ -132,7 +133,7 @@ async def test_the_same_renew_now_sent_twice_joins_the_renewal_in_flight_and_pay
         with pytest.raises(WorkflowUpdateFailedError) as other_request:
             await handle.execute_update(SubscriptionWorkflow.renew_now, args=[1, "another-click"])
         assert getattr(other_request.value.cause, "type", None) == "subscription.renewal_in_progress"
-        store.charge_gate.set()
+        gate.set()
         outcomes = await asyncio.gather(first, second)
         await handle.execute_update(SubscriptionWorkflow.set_auto_renew, "off")
         await handle.result()
