@@ -96,6 +96,8 @@ async def test_list_filters_cursor_and_csv(portal: Portal) -> None:
     async with logged_in(portal, seed.staff_a) as client:
         menu = await client.get("/portal/sims")
         assert 'href="/portal/transactions"' in menu.text
+        company_page = await client.get(f"/portal/companies/{seed.company_a1}")
+        assert f'href="/portal/transactions?company_id={seed.company_a1}"' in company_page.text
 
         everything = await client.get("/portal/transactions")
         assert everything.status_code == 200
