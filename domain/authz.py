@@ -141,15 +141,15 @@ class Principal:
         """`sees`, plus the organisation-wide objects of the caller's organisation."""
         return self.sees(chain) or (chain.org_wide and self.org_id is not None and chain.org_id == self.org_id)
 
-    def may(self, area: Area | str, action: Action) -> bool:
+    def may(self, area: Area | str, action: Action | str) -> bool:
         """The staff member's permission on an area. Other principals are limited elsewhere (key scope,
-        end-user routes), platform admins hold every area."""
+        end-user routes), platform admins hold every area. `action` may be its text (templates pass "read")."""
         if self.kind is not PrincipalKind.STAFF or self.is_platform_admin:
             return True
         return (
             ALL_AREAS in self.permissions
             or str(area) in self.permissions
-            or (action is Action.READ and f"{area}:read" in self.permissions)
+            or (action == Action.READ and f"{area}:read" in self.permissions)
         )
 
 

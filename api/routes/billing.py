@@ -17,9 +17,9 @@ from domain.billing_contracts import Period
 from domain.errors import NotFound
 from domain.models import Invoice, Transaction
 from domain.pagination import ID_DIGITS, by_id
-from domain.services.billing import KIND_CREDIT_NOTE, document_number, invoice_lines, void_transaction
+from domain.services.billing import KIND_CREDIT_NOTE, document_number, invoice_lines, void_transaction_by_id
 from domain.services.invoice_pdf import pdf_filename, render_invoice_pdf
-from domain.services.listings import readable_by
+from domain.services.listings import readable_by, transactions_query
 
 router = APIRouter(prefix="/api/v1", tags=["Facturation"])
 
@@ -121,16 +121,13 @@ async def list_transactions(
     cursor: Annotated[str | None, page_cursor(ID_DIGITS)] = None,
 ) -> TransactionPage:
     """The transactions the caller can see, by id; voided ones only on request."""
-    query = select(Transaction).where(readable_by(principal, org=Transaction.org_id, company=Transaction.company_id))
-    if company_id is not None:
-        query = query.where(Transaction.company_id == company_id)
-    if period is not None:
-        bounds = Period.parse(period)
-        query = query.where(Transaction.created_at >= bounds.start_at, Transaction.created_at < bounds.end_at)
-    if invoiced is not None:
-        query = query.where(Transaction.invoice_id.is_not(None) if invoiced else Transaction.invoice_id.is_(None))
-    if not voided:
-        query = query.where(Transaction.voided.is_(False))
+    query = transactions_query(
+        principal,
+        company_id=company_id,
+        period=Period.parse(period) if period is not None else None,
+        invoiced=invoiced,
+        voided=voided,
+    )
     keyset = by_id(Transaction.id)
     rows = list((await session.execute(keyset.apply(query, cursor, limit))).scalars())
     items, next_cursor = keyset.page(rows, limit, lambda t: t.id)
@@ -141,11 +138,7 @@ async def list_transactions(
 async def void(transaction_id: str, principal: PrincipalDep, session: SessionDep) -> Transaction:
     """Annule une transaction non facturée (409 si elle est déjà facturée)."""
     require_staff(principal)
-    transaction = await session.get(Transaction, transaction_id)
-    if transaction is None:
-        raise NotFound(None, "transaction introuvable")
-    authorize(principal, Action.WRITE, TenantChain(transaction.org_id, transaction.company_id), "transaction")
-    return await void_transaction(session, transaction, principal.label)
+    return await void_transaction_by_id(session, principal, transaction_id)
 
 
 async def _documents(

@@ -24,6 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.authz import Action, Principal, TenantChain, authorize
 from domain.billing_contracts import Period
 from domain.enums import InvoiceStatus, PaymentMethod, PaymentStatus
 from domain.errors import IllegalTransition, NotFound, ValidationFailed
@@ -250,6 +251,16 @@ async def void_transaction(session: AsyncSession, transaction: Transaction, acto
         raise IllegalTransition("transaction_id", "transaction facturée entre-temps : émettez un avoir")
     await session.refresh(transaction)
     return transaction
+
+
+async def void_transaction_by_id(session: AsyncSession, principal: Principal, transaction_id: str) -> Transaction:
+    """`void_transaction` for a caller (the API's `POST /transactions/{id}/void`, the portal's "Annuler"):
+    404 outside the caller's subtree, 403 without write on it."""
+    transaction = await session.get(Transaction, transaction_id)
+    if transaction is None:
+        raise NotFound(None, "transaction introuvable")
+    authorize(principal, Action.WRITE, TenantChain(transaction.org_id, transaction.company_id), "transaction")
+    return await void_transaction(session, transaction, principal.label)
 
 
 # --- documents -------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""The lists of the API: lines, companies, end users, plans, catalogue articles — each scoped to the caller's
-subtree with the very rule `Principal.reads` applies to one object, so a list never shows a row its detail
-route would refuse. Filters are applied here; paging is `domain.pagination`'s.
+"""The lists of the API: lines, companies, end users, plans, catalogue articles, transactions — each scoped
+to the caller's subtree with the very rule `Principal.reads` applies to one object, so a list never shows a
+row its detail route would refuse. Filters are applied here; paging is `domain.pagination`'s.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, false, func, or_, select, true
 
 from domain.authz import Principal
+from domain.billing_contracts import Period
 from domain.enums import ArticleKind, LineStatus, PhoneNumberStatus, PlanType
-from domain.models import CatalogueArticle, Company, EndUser, Line, PhoneNumber, Plan, SimCard
+from domain.models import CatalogueArticle, Company, EndUser, Line, PhoneNumber, Plan, SimCard, Transaction
 from domain.pagination import AnySelect
 
 # Lines that still hold their SIM: the SIM's current line (`GET /sims/{iccid}` → `line_id`).
@@ -134,4 +135,26 @@ def range_numbers_query(range_id: str, *, status: PhoneNumberStatus | None = Non
     query = select(PhoneNumber).where(PhoneNumber.range_id == range_id)
     if status is not None:
         query = query.where(PhoneNumber.status == status)
+    return query
+
+
+def transactions_query(
+    principal: Principal,
+    *,
+    company_id: str | None = None,
+    period: Period | None = None,
+    invoiced: bool | None = None,
+    voided: bool = False,
+) -> AnySelect:
+    """The transactions the caller can see (`GET /transactions`, the portal's "Transactions"); `period`: the
+    month they were recorded in; voided ones only when `voided`."""
+    query = select(Transaction).where(readable_by(principal, org=Transaction.org_id, company=Transaction.company_id))
+    if company_id is not None:
+        query = query.where(Transaction.company_id == company_id)
+    if period is not None:
+        query = query.where(Transaction.created_at >= period.start_at, Transaction.created_at < period.end_at)
+    if invoiced is not None:
+        query = query.where(Transaction.invoice_id.is_not(None) if invoiced else Transaction.invoice_id.is_(None))
+    if not voided:
+        query = query.where(Transaction.voided.is_(False))
     return query
