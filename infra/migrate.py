@@ -75,24 +75,32 @@ async def _probe(url: str, connect_timeout_s: float) -> None:
 
 def wait_for_database(url: str, wait_s: float, log: Callable[[str], None]) -> int:
     """Connects until the database answers; the number of attempts it took. Raises DatabaseUnreachable."""
+    return asyncio.run(await_database(url, wait_s, log))
+
+
+async def await_database(
+    url: str, wait_s: float, log: Callable[[str], None], job: str = "migrate", setting: str = "SIMFLOW_MIGRATE_WAIT_S"
+) -> int:
+    """`wait_for_database` inside a running event loop (the API's start, for its bootstrap admin): `job` and the
+    `setting` that bounds the wait name themselves in the messages."""
     started = time.monotonic()
     next_delay = backoff_delays(wait_s)
     attempt = 0
     while True:
         attempt += 1
         try:
-            asyncio.run(_probe(url, connect_timeout_s=min(10.0, max(wait_s, 1.0))))
+            await _probe(url, connect_timeout_s=min(10.0, max(wait_s, 1.0)))
             return attempt
         except Exception as exc:  # any failure to connect is retried, then reported
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         delay = next_delay(time.monotonic() - started)
         if delay is None:
             raise DatabaseUnreachable(
-                f"migrate: database {server_of(url)} unreachable after {attempt} attempts in "
-                f"{time.monotonic() - started:.0f} s (SIMFLOW_MIGRATE_WAIT_S={wait_s:g}); last error: {reason}"
+                f"{job}: database {server_of(url)} unreachable after {attempt} attempts in "
+                f"{time.monotonic() - started:.0f} s ({setting}={wait_s:g}); last error: {reason}"
             )
-        log(f"migrate: database {server_of(url)} not ready (attempt {attempt}: {reason}); retrying in {delay:.0f} s")
-        time.sleep(delay)
+        log(f"{job}: database {server_of(url)} not ready (attempt {attempt}: {reason}); retrying in {delay:.0f} s")
+        await asyncio.sleep(delay)
 
 
 def alembic_config(url: str) -> Config:

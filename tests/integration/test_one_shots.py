@@ -191,6 +191,33 @@ def test_migrate_with_the_database_down_gives_up_after_its_bounded_wait(services
     assert len(re.findall(r"not ready \(attempt \d+", result.stdout)) >= 2, "it retried before giving up"
 
 
+def test_api_start_with_the_database_down_gives_up_after_its_bounded_wait() -> None:
+    """The bootstrap admin is created by each API replica at start (a second replica, or a second start, finds it
+    there: tests/integration/test_topology_run.py). Before it, the replica waits for the database, bounded by
+    SIMFLOW_API_DATABASE_WAIT_S, then exits naming the server and the last error."""
+    from infra.secret_settings import API_SECRETS, with_generated_secrets
+    from infra.settings import Settings
+
+    port = closed_port()
+    generated = with_generated_secrets(Settings())
+    env = {
+        **base_environment(),
+        **{secret.variable: getattr(generated, secret.field).get_secret_value() for secret in API_SECRETS},
+        "SIMFLOW_BOOTSTRAP_ADMIN_EMAIL": "admin@example.fr",
+        "SIMFLOW_DATABASE_URL": f"postgresql+asyncpg://simflow_app@127.0.0.1:{port}/simflow",
+        "SIMFLOW_API_DATABASE_WAIT_S": "3",
+    }
+    argv = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(free_port())]
+    result, elapsed = run(argv, env, timeout_s=90)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert elapsed < 45, f"bounded by SIMFLOW_API_DATABASE_WAIT_S=3, took {elapsed:.0f} s"
+    assert f"api: database simflow_app@127.0.0.1:{port}/simflow unreachable after" in output, output
+    assert "SIMFLOW_API_DATABASE_WAIT_S=3" in output and "ConnectionRefusedError" in output
+    assert "not ready (attempt 1" in output, "it retried before giving up"
+    assert "Application startup failed" in output
+
+
 # --- postgresql-roles -------------------------------------------------------------------------------------------
 
 
