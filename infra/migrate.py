@@ -7,6 +7,8 @@
    apply the migrations once: the second waits, then finds the schema at head.
 3. Runs `alembic upgrade head`. Each run is one transaction on PostgreSQL (transactional DDL): an interrupted
    run leaves the schema where it was, and the next run starts again from there. A run at head changes nothing.
+   A connection lost during the upgrade (the server restarting, a backend terminated) rolled that transaction
+   back: the job waits for the database again and starts over, within the same `SIMFLOW_MIGRATE_WAIT_S`.
 
 Exit codes: 0 done (or nothing to do), 2 database unreachable, 1 a migration failed.
 """
@@ -23,6 +25,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from infra.db import create_engine, is_sqlite
@@ -141,19 +144,48 @@ async def _upgrade(url: str) -> tuple[str | None, str | None]:
         await engine.dispose()
 
 
+def lost_connection(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) is the connection going away, not a failing migration: SQLAlchemy's
+    invalidated connection, a socket error, or a PostgreSQL SQLSTATE of class 08 (connection exception) or 57P
+    (operator intervention: shutdown, terminated backend)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, ConnectionError | TimeoutError):
+            return True
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(("08", "57P")):
+            return True
+        if type(current).__name__ == "ConnectionDoesNotExistError":  # asyncpg: the socket closed mid-query
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def run(settings: Settings, log: Callable[[str], None], error: Callable[[str], None]) -> int:
     """Progress goes to `log`, the reason of a non-zero exit to `error`."""
     url = settings.database_url
-    try:
-        attempts = wait_for_database(url, settings.migrate_wait_s, log)
-    except DatabaseUnreachable as unreachable:
-        error(str(unreachable))
-        return EXIT_UNREACHABLE
-    try:
-        before, after = asyncio.run(_upgrade(url))
-    except Exception as exc:  # reported, non-zero exit: compose restarts the job
-        error(f"migrate: failed on {server_of(url)}: {type(exc).__name__}: {exc}")
-        return EXIT_FAILED
+    started = time.monotonic()
+    while True:
+        try:
+            remaining = settings.migrate_wait_s - (time.monotonic() - started)
+            attempts = wait_for_database(url, max(remaining, 0.0), log)
+        except DatabaseUnreachable as unreachable:
+            error(str(unreachable))
+            return EXIT_UNREACHABLE
+        try:
+            before, after = asyncio.run(_upgrade(url))
+            break
+        except Exception as exc:  # reported, non-zero exit: compose restarts the job
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            if lost_connection(exc) and time.monotonic() - started < settings.migrate_wait_s:
+                log(f"migrate: connection to {server_of(url)} lost during the upgrade ({reason}); starting again")
+                continue
+            error(f"migrate: failed on {server_of(url)}: {type(exc).__name__}: {exc}")
+            return EXIT_FAILED
     outcome = "already at head, nothing to do" if before == after else f"upgraded {before or 'empty'} -> {after}"
     log(f"migrate: {server_of(url)} {outcome} (database answered after {attempts} attempt(s))")
     return 0

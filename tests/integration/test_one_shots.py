@@ -176,6 +176,34 @@ def test_migrate_killed_midway_leaves_nothing_and_the_next_run_finishes(
     assert "alembic_version" in asyncio.run(_tables(target))
 
 
+@pytest.mark.skipif(not POSTGRES_URL, reason="transactional DDL: PostgreSQL only")
+def test_migrate_whose_connection_is_lost_midway_starts_over_and_finishes(
+    compose: dict[str, Any], services: dict[str, Any], tmp_path: Path, fresh_database: Any
+) -> None:
+    """The server drops the migration's connections while its transaction is open (pg_terminate_backend, as a
+    restart does): the job itself waits for the database again and applies everything, exit 0."""
+    env, target = migrate_environment(services, tmp_path, fresh_database)
+    argv = [sys.executable, "-m", "infra.migrate"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    in_transaction = (
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND xact_start IS NOT NULL "
+        "AND state IN ('active', 'idle in transaction') AND pid <> pg_backend_pid()"
+    )
+    deadline = time.monotonic() + 60
+    while not (pids := [row["pid"] for row in asyncio.run(_admin(in_transaction, fresh_database.database))]):
+        assert proc.poll() is None, "the migration ended before it could be interrupted"
+        assert time.monotonic() < deadline, "no migration transaction seen"
+        time.sleep(0.02)
+    time.sleep(0.2)  # in the middle of the DDL
+    for pid in pids:
+        asyncio.run(_admin("SELECT pg_terminate_backend($1)", pid))
+    output = proc.communicate(timeout=180)[0]
+    assert proc.returncode == 0, output
+    assert "lost during the upgrade" in output and "starting again" in output, output
+    assert re.search(r"upgraded empty -> \w+", output), output
+    assert "alembic_version" in asyncio.run(_tables(target))
+
+
 def test_migrate_with_the_database_down_gives_up_after_its_bounded_wait(services: dict[str, Any]) -> None:
     port = closed_port()
     env = {
