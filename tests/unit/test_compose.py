@@ -781,12 +781,21 @@ def test_shell_one_shot_retries_every_step_within_its_bound(
         assert again.stdout.count("already registered") == len(registered)
 
 
-def test_migrate_and_bootstrap_admin_wait_for_the_database_within_a_bound() -> None:
+def test_migrate_and_bootstrap_admin_wait_for_the_database_within_a_bound(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """The Python one-shots: `migrate` (infra/migrate.py) and the API's bootstrap admin (api/app.py) wait for the
-    database with the same bounded backoff; run for real in tests/integration/test_one_shots.py."""
-    settings = Settings.model_fields
-    assert 0 < float(settings["migrate_wait_s"].default) <= 300
-    assert 0 < float(settings["api_database_wait_s"].default) <= 300
+    database with the same backoff, for a bound their containers' settings give; run for real in
+    tests/integration/test_one_shots.py."""
+    for name in list(os.environ):
+        if name.startswith("SIMFLOW_"):
+            monkeypatch.delenv(name)
+    for service, field in (("migrate", "migrate_wait_s"), ("api", "api_database_wait_s")):
+        (tmp_path / service).mkdir()
+        with monkeypatch.context() as container:
+            for key, value in container_files(services[service], tmp_path / service).items():
+                container.setenv(key, value)
+            assert 0 < getattr(Settings(), field) <= 300, (service, field)
 
 
 # --- Dockerfile ---------------------------------------------------------------------------------------------
