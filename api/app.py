@@ -63,6 +63,7 @@ from domain.enums import StaffRole
 from domain.models import StaffUser
 from domain.security import hash_password
 from infra.db import create_engine, create_sessionmaker
+from infra.migrate import DatabaseUnreachable, await_database
 from infra.secret_settings import UnsafeSecrets, require_safe_secrets
 from infra.settings import Settings, get_settings
 
@@ -111,6 +112,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The bootstrap admin needs the database: wait for it, bounded, then fail naming it (compose restarts
+        # the replica); never a bare connection error on a replica restarted while PostgreSQL restarts.
+        try:
+            await await_database(
+                settings.database_url,
+                settings.api_database_wait_s,
+                log=lambda line: log.warning("api.database_not_ready", detail=line),
+                job="api",
+                setting="SIMFLOW_API_DATABASE_WAIT_S",
+            )
+        except DatabaseUnreachable as unreachable:
+            log.error("api.database_unreachable", detail=str(unreachable))
+            raise
         engine = create_engine(
             settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
         )

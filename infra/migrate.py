@@ -7,6 +7,8 @@
    apply the migrations once: the second waits, then finds the schema at head.
 3. Runs `alembic upgrade head`. Each run is one transaction on PostgreSQL (transactional DDL): an interrupted
    run leaves the schema where it was, and the next run starts again from there. A run at head changes nothing.
+   A connection lost during the upgrade (the server restarting, a backend terminated) rolled that transaction
+   back: the job waits for the database again and starts over, within the same `SIMFLOW_MIGRATE_WAIT_S`.
 
 Exit codes: 0 done (or nothing to do), 2 database unreachable, 1 a migration failed.
 """
@@ -23,6 +25,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from infra.db import create_engine, is_sqlite
@@ -75,24 +78,32 @@ async def _probe(url: str, connect_timeout_s: float) -> None:
 
 def wait_for_database(url: str, wait_s: float, log: Callable[[str], None]) -> int:
     """Connects until the database answers; the number of attempts it took. Raises DatabaseUnreachable."""
+    return asyncio.run(await_database(url, wait_s, log))
+
+
+async def await_database(
+    url: str, wait_s: float, log: Callable[[str], None], job: str = "migrate", setting: str = "SIMFLOW_MIGRATE_WAIT_S"
+) -> int:
+    """`wait_for_database` inside a running event loop (the API's start, for its bootstrap admin): `job` and the
+    `setting` that bounds the wait name themselves in the messages."""
     started = time.monotonic()
     next_delay = backoff_delays(wait_s)
     attempt = 0
     while True:
         attempt += 1
         try:
-            asyncio.run(_probe(url, connect_timeout_s=min(10.0, max(wait_s, 1.0))))
+            await _probe(url, connect_timeout_s=min(10.0, max(wait_s, 1.0)))
             return attempt
         except Exception as exc:  # any failure to connect is retried, then reported
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         delay = next_delay(time.monotonic() - started)
         if delay is None:
             raise DatabaseUnreachable(
-                f"migrate: database {server_of(url)} unreachable after {attempt} attempts in "
-                f"{time.monotonic() - started:.0f} s (SIMFLOW_MIGRATE_WAIT_S={wait_s:g}); last error: {reason}"
+                f"{job}: database {server_of(url)} unreachable after {attempt} attempts in "
+                f"{time.monotonic() - started:.0f} s ({setting}={wait_s:g}); last error: {reason}"
             )
-        log(f"migrate: database {server_of(url)} not ready (attempt {attempt}: {reason}); retrying in {delay:.0f} s")
-        time.sleep(delay)
+        log(f"{job}: database {server_of(url)} not ready (attempt {attempt}: {reason}); retrying in {delay:.0f} s")
+        await asyncio.sleep(delay)
 
 
 def alembic_config(url: str) -> Config:
@@ -133,19 +144,48 @@ async def _upgrade(url: str) -> tuple[str | None, str | None]:
         await engine.dispose()
 
 
+def lost_connection(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) is the connection going away, not a failing migration: SQLAlchemy's
+    invalidated connection, a socket error, or a PostgreSQL SQLSTATE of class 08 (connection exception) or 57P
+    (operator intervention: shutdown, terminated backend)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, ConnectionError | TimeoutError):
+            return True
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(("08", "57P")):
+            return True
+        if type(current).__name__ == "ConnectionDoesNotExistError":  # asyncpg: the socket closed mid-query
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def run(settings: Settings, log: Callable[[str], None], error: Callable[[str], None]) -> int:
     """Progress goes to `log`, the reason of a non-zero exit to `error`."""
     url = settings.database_url
-    try:
-        attempts = wait_for_database(url, settings.migrate_wait_s, log)
-    except DatabaseUnreachable as unreachable:
-        error(str(unreachable))
-        return EXIT_UNREACHABLE
-    try:
-        before, after = asyncio.run(_upgrade(url))
-    except Exception as exc:  # reported, non-zero exit: compose restarts the job
-        error(f"migrate: failed on {server_of(url)}: {type(exc).__name__}: {exc}")
-        return EXIT_FAILED
+    started = time.monotonic()
+    while True:
+        try:
+            remaining = settings.migrate_wait_s - (time.monotonic() - started)
+            attempts = wait_for_database(url, max(remaining, 0.0), log)
+        except DatabaseUnreachable as unreachable:
+            error(str(unreachable))
+            return EXIT_UNREACHABLE
+        try:
+            before, after = asyncio.run(_upgrade(url))
+            break
+        except Exception as exc:  # reported, non-zero exit: compose restarts the job
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            if lost_connection(exc) and time.monotonic() - started < settings.migrate_wait_s:
+                log(f"migrate: connection to {server_of(url)} lost during the upgrade ({reason}); starting again")
+                continue
+            error(f"migrate: failed on {server_of(url)}: {type(exc).__name__}: {exc}")
+            return EXIT_FAILED
     outcome = "already at head, nothing to do" if before == after else f"upgraded {before or 'empty'} -> {after}"
     log(f"migrate: {server_of(url)} {outcome} (database answered after {attempts} attempt(s))")
     return 0

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # The migration one-shot (`python -m infra.migrate`) waits this long for the database, with backoff, then
     # fails with exit code 2 and the reason.
     migrate_wait_s: float = 120.0
+    # Each API process, at start, waits this long for the database (same backoff) before creating the bootstrap
+    # admin, then fails naming the server and the last error: a replica restarted while PostgreSQL restarts.
+    api_database_wait_s: float = 60.0
 
     temporal_address: str = Field(
         default=f"127.0.0.1:{DEFAULT_PORTS['temporal']}",

@@ -176,6 +176,34 @@ def test_migrate_killed_midway_leaves_nothing_and_the_next_run_finishes(
     assert "alembic_version" in asyncio.run(_tables(target))
 
 
+@pytest.mark.skipif(not POSTGRES_URL, reason="transactional DDL: PostgreSQL only")
+def test_migrate_whose_connection_is_lost_midway_starts_over_and_finishes(
+    compose: dict[str, Any], services: dict[str, Any], tmp_path: Path, fresh_database: Any
+) -> None:
+    """The server drops the migration's connections while its transaction is open (pg_terminate_backend, as a
+    restart does): the job itself waits for the database again and applies everything, exit 0."""
+    env, target = migrate_environment(services, tmp_path, fresh_database)
+    argv = [sys.executable, "-m", "infra.migrate"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    in_transaction = (
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND xact_start IS NOT NULL "
+        "AND state IN ('active', 'idle in transaction') AND pid <> pg_backend_pid()"
+    )
+    deadline = time.monotonic() + 60
+    while not (pids := [row["pid"] for row in asyncio.run(_admin(in_transaction, fresh_database.database))]):
+        assert proc.poll() is None, "the migration ended before it could be interrupted"
+        assert time.monotonic() < deadline, "no migration transaction seen"
+        time.sleep(0.02)
+    time.sleep(0.2)  # in the middle of the DDL
+    for pid in pids:
+        asyncio.run(_admin("SELECT pg_terminate_backend($1)", pid))
+    output = proc.communicate(timeout=180)[0]
+    assert proc.returncode == 0, output
+    assert "lost during the upgrade" in output and "starting again" in output, output
+    assert re.search(r"upgraded empty -> \w+", output), output
+    assert "alembic_version" in asyncio.run(_tables(target))
+
+
 def test_migrate_with_the_database_down_gives_up_after_its_bounded_wait(services: dict[str, Any]) -> None:
     port = closed_port()
     env = {
@@ -189,6 +217,33 @@ def test_migrate_with_the_database_down_gives_up_after_its_bounded_wait(services
     assert f"database simflow_app@127.0.0.1:{port}/simflow unreachable after" in result.stderr
     assert "SIMFLOW_MIGRATE_WAIT_S=4" in result.stderr and "ConnectionRefusedError" in result.stderr
     assert len(re.findall(r"not ready \(attempt \d+", result.stdout)) >= 2, "it retried before giving up"
+
+
+def test_api_start_with_the_database_down_gives_up_after_its_bounded_wait() -> None:
+    """The bootstrap admin is created by each API replica at start (a second replica, or a second start, finds it
+    there: tests/integration/test_topology_run.py). Before it, the replica waits for the database, bounded by
+    SIMFLOW_API_DATABASE_WAIT_S, then exits naming the server and the last error."""
+    from infra.secret_settings import API_SECRETS, with_generated_secrets
+    from infra.settings import Settings
+
+    port = closed_port()
+    generated = with_generated_secrets(Settings())
+    env = {
+        **base_environment(),
+        **{secret.variable: getattr(generated, secret.field).get_secret_value() for secret in API_SECRETS},
+        "SIMFLOW_BOOTSTRAP_ADMIN_EMAIL": "admin@example.fr",
+        "SIMFLOW_DATABASE_URL": f"postgresql+asyncpg://simflow_app@127.0.0.1:{port}/simflow",
+        "SIMFLOW_API_DATABASE_WAIT_S": "3",
+    }
+    argv = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(free_port())]
+    result, elapsed = run(argv, env, timeout_s=90)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert elapsed < 45, f"bounded by SIMFLOW_API_DATABASE_WAIT_S=3, took {elapsed:.0f} s"
+    assert f"api: database simflow_app@127.0.0.1:{port}/simflow unreachable after" in output, output
+    assert "SIMFLOW_API_DATABASE_WAIT_S=3" in output and "ConnectionRefusedError" in output
+    assert "not ready (attempt 1" in output, "it retried before giving up"
+    assert "Application startup failed" in output
 
 
 # --- postgresql-roles -------------------------------------------------------------------------------------------

@@ -51,7 +51,9 @@ from tests.compose_support import (
     client_tls_files,
     container_files,
     interpolate,
+    one_shot_command,
     secret_file,
+    secret_files_of,
     variables_in,
 )
 from tests.unit._mtls import SERVER_NAME, MtlsFrontend, Pki
@@ -219,7 +221,10 @@ def test_temporal_ui_links_and_sign_in(raw: dict[str, Any], services: dict[str, 
             r"\$\{SIMFLOW_TEMPORAL_UI_URL:\?[^}]+\}", raw["services"][name]["environment"]["SIMFLOW_TEMPORAL_UI_URL"]
         ), "the portal's links point at the real UI: no default"
         assert services[name]["environment"]["SIMFLOW_TEMPORAL_UI_URL"] == OPERATOR_ENV["SIMFLOW_TEMPORAL_UI_URL"]
-    assert "localhost" not in json.dumps(raw["x-simflow-app"])
+    for loopback in ("localhost", "127.0.0.1", "[::1]", "0.0.0.0"):
+        assert loopback not in json.dumps(raw["x-simflow-app"]), f"{loopback} in the app's production configuration"
+    # Nor does the image bring one: the setting's own default (`make run`'s UI on loopback) never reaches compose.
+    assert "SIMFLOW_TEMPORAL_UI_URL" not in DOCKERFILE.read_text(encoding="utf-8")
     ui = services["temporal-ui"]["environment"]
     assert ui["TEMPORAL_AUTH_CALLBACK_URL"] == OPERATOR_ENV["SIMFLOW_TEMPORAL_UI_URL"] + "/auth/sso/callback"
     for variable in ("TEMPORAL_AUTH_ENABLED", "TEMPORAL_AUTH_PROVIDER_URL", "TEMPORAL_AUTH_CLIENT_ID"):
@@ -241,6 +246,7 @@ def test_dynamic_config_keys_are_allowed(compose: dict[str, Any]) -> None:
     for key, values in content.items():
         assert values == [{"value": ALLOWED_DYNAMIC_CONFIG[key]}], key
     assert "frontend.enableExecuteMultiOperation" not in content, "dead since server 1.30: only logs a warning"
+    assert "enableExecuteMultiOperation" not in yaml.safe_dump(compose), "nor in any other config or variable"
     # PostgreSQL keeps workflow ids in VARCHAR(255); ours carry tenant and business keys.
     assert content["limit.maxIDLength"] == [{"value": 255}]
 
@@ -304,6 +310,33 @@ def test_settings_read_the_container_environment(
     for variable in SECRET_SETTINGS:
         field = variable.removeprefix("SIMFLOW_").lower()
         assert getattr(settings, field).get_secret_value() == SECRET_FILES[secret_file(variable)], variable
+
+
+def seconds(duration: str) -> float:
+    match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", duration)
+    assert match and duration, duration
+    return 60 * float(match[1] or 0) + float(match[2] or 0)
+
+
+def test_graceful_stops_fit_inside_the_stop_grace_periods(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Docker sends SIGTERM, then SIGKILL after `stop_grace_period`. The worker's `graceful_shutdown_timeout`
+    (SIMFLOW_WORKER_GRACEFUL_SHUTDOWN_S, as the worker container reads it) and the API's uvicorn
+    `--timeout-graceful-shutdown` end a little before: running activities and requests finish, then the process
+    exits on its own."""
+    for name in list(os.environ):
+        if name.startswith("SIMFLOW_"):
+            monkeypatch.delenv(name)
+    for key, value in container_files(services["worker"], tmp_path).items():
+        monkeypatch.setenv(key, value)
+    worker_grace = seconds(services["worker"]["stop_grace_period"])
+    drain = Settings().worker_graceful_shutdown_s
+    assert 0 < drain < worker_grace and worker_grace - drain <= 10, (drain, worker_grace)
+    api = services["api"]
+    api_grace = seconds(api["stop_grace_period"])
+    api_drain = float(api["command"][api["command"].index("--timeout-graceful-shutdown") + 1])
+    assert 0 < api_drain < api_grace and api_grace - api_drain <= 10, (api_drain, api_grace)
 
 
 def test_commands_and_replicas(services: dict[str, dict[str, Any]]) -> None:
@@ -588,6 +621,181 @@ def test_database_roles_are_least_privilege(compose: dict[str, Any], services: d
         assert re.search(rf"ALTER ROLE {re.escape(role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE", script)
     assert init_script_defaults(compose)["TEMPORAL_DB_ROLE"] == "temporal"
     assert init_script_defaults(compose)["APP_DB_ROLE"] == "simflow_app"
+
+
+# --- one-shots: every step retried, within a bound, without waiting -----------------------------------------
+# The shell one-shots source the compose config `one-shot-retry` and run each step that needs a dependency under
+# `retry`. Run here with stand-ins for the tools of the images and a fake clock (`sleep` advances it, `date +%s`
+# reads it): the backoff, the bound and the message are the script's own, and no test waits for them.
+
+SHELL_ONE_SHOTS = ("postgresql-roles", "temporal-schema", "temporal-setup")
+
+_STAND_IN = r'''#!{python}
+"""Stand-in for {tools}: logs each call; each distinct call fails once ("connection refused"), as against a
+dependency still starting, then behaves like the tool on the state kept in STAND_IN_DIR."""
+import os, sys
+from pathlib import Path
+
+state = Path(os.environ["STAND_IN_DIR"])
+tool = Path(sys.argv[0]).name
+args = [a for a in sys.argv[1:] if a not in ("--command-timeout", "10s")]
+line = " ".join([tool, *args])
+stdin = sys.stdin.read() if tool == "psql" else ""
+with open(state / "calls", "a") as calls:
+    calls.write(line + (f"  <<{{len(stdin)}} bytes, {{stdin.count('ALTER ROLE')}} ALTER ROLE" if stdin else "") + "\n")
+failed = state / "failed-once"
+seen = failed.read_text().splitlines() if failed.exists() else []
+if line not in seen:
+    with open(failed, "a") as out:
+        out.write(line + "\n")
+    print("dial tcp: connection refused", file=sys.stderr)
+    sys.exit(1)
+if tool == "temporal":
+    namespace = args[args.index("--namespace") + 1] if "--namespace" in args else ""
+    created = state / f"namespace-{{namespace}}"
+    attributes = state / f"attributes-{{namespace}}"
+    if args[1:3] == ["namespace", "describe"]:
+        sys.exit(0 if created.exists() else 1)
+    if args[1:3] == ["namespace", "create"]:
+        created.touch()
+    if args[1:3] == ["search-attribute", "list"]:
+        print(attributes.read_text() if attributes.exists() else "")
+    if args[1:3] == ["search-attribute", "create"]:
+        with open(attributes, "a") as out:
+            out.write(args[args.index("--name") + 1] + "  Keyword\n")
+'''
+_FAKE_CLOCK = {
+    "sleep": (
+        'c=$(cat "$STAND_IN_DIR/clock"); echo $((c + $1)) > "$STAND_IN_DIR/clock"\n'
+        'echo "$1" >> "$STAND_IN_DIR/sleeps"\n'
+    ),
+    "date": '[ "$1" = "+%s" ] && exec cat "$STAND_IN_DIR/clock"; exit 64\n',
+}
+
+
+def stand_ins(directory: Path) -> dict[str, str]:
+    """A bin directory of stand-ins (the images' tools, `sleep` and `date` on a fake clock at 0): the environment
+    that puts it first on PATH."""
+    bin_dir = directory / "bin"
+    bin_dir.mkdir()
+    tools = ("pg_isready", "psql", "temporal-sql-tool", "temporal")
+    for tool in tools:
+        (bin_dir / tool).write_text(_STAND_IN.format(python=sys.executable, tools=", ".join(tools)), encoding="utf-8")
+    for name, body in _FAKE_CLOCK.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + body, encoding="utf-8")
+    for path in bin_dir.iterdir():
+        path.chmod(0o755)
+    (directory / "clock").write_text("0\n", encoding="utf-8")
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "STAND_IN_DIR": str(directory)}
+
+
+def run_retry(
+    script: str, compose: dict[str, Any], directory: Path, retry_for_s: str
+) -> subprocess.CompletedProcess[str]:
+    retry_sh = directory / "retry.sh"
+    retry_sh.write_text(compose["configs"]["one-shot-retry"]["content"], encoding="utf-8")
+    env = {"PATH": os.environ["PATH"], **stand_ins(directory), "RETRY_FOR_S": retry_for_s}
+    return subprocess.run(
+        ["/bin/sh", "-c", f"set -eu\n. {retry_sh}\n{script}\necho after"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_retry_gives_up_on_a_closed_port_after_its_bound_and_names_the_command(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    probe = f"{sys.executable} -c 'import socket; socket.create_connection((\"127.0.0.1\", {free_port()}), 2)'"
+    result = run_retry(f"retry sh -c {json.dumps(probe)}", compose, tmp_path, retry_for_s="5")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "ConnectionRefusedError" in result.stderr
+    # Attempts at 0, 1, 3 and 7 s (1, 2, 4 s apart): the fourth is past the 5 s bound.
+    assert "attempt 1 failed, next in 1 s: sh -c" in result.stderr
+    assert re.search(r"gave up after 4 attempts in 7 s \(RETRY_FOR_S=5\): sh -c .*create_connection", result.stderr)
+    assert (tmp_path / "sleeps").read_text().split() == ["1", "2", "4"]
+    assert "after" not in result.stdout, "the job ends there: nothing after the failed step runs"
+
+
+def test_retry_backs_off_up_to_10_s_and_stops_at_the_first_success(compose: dict[str, Any], tmp_path: Path) -> None:
+    result = run_retry("retry false", compose, tmp_path, retry_for_s="60")
+    assert result.returncode == 1
+    assert "gave up after 10 attempts in 65 s (RETRY_FOR_S=60): false" in result.stderr
+    assert (tmp_path / "sleeps").read_text().split() == ["1", "2", "4", "8", "10", "10", "10", "10", "10"]
+    again = tmp_path / "again"
+    again.mkdir()
+    result = run_retry("retry pg_isready -q", compose, again, retry_for_s="60")  # fails once, then answers
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "after"
+    assert (again / "calls").read_text().splitlines() == ["pg_isready -q", "pg_isready -q"]
+
+
+@pytest.mark.parametrize("name", SHELL_ONE_SHOTS)
+def test_shell_one_shot_retries_every_step_within_its_bound(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]], name: str, tmp_path: Path
+) -> None:
+    """Every call to a dependency fails once: the job still ends 0, so every step is under `retry` (a step outside
+    it would end the job on its first failure); each failed call is made again, and nothing else twice."""
+    service = services[name]
+    assert {"source": "one-shot-retry", "target": "/etc/simflow/retry.sh"} in service["configs"]
+    assert 0 < int(service["environment"]["RETRY_FOR_S"]) <= 300, "bounded"
+    assert re.fullmatch(r"on-failure:\d", service["restart"]), "and compose restarts it a few times, not forever"
+    files = {secret: tmp_path / secret for secret in service["secrets"]}
+    for path in files.values():
+        path.write_text("a-password\n", encoding="utf-8")
+    env = {
+        **secret_files_of(service, files),
+        **stand_ins(tmp_path),
+        "TEMPORAL_NAMESPACE": "simflow",
+    }
+    result = subprocess.run(
+        one_shot_command(compose, name, tmp_path), env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    failures = (tmp_path / "failed-once").read_text().splitlines()
+    assert failures and "attempt 1 failed" in result.stderr
+    assert "gave up" not in result.stderr
+    for failed in failures:
+        assert sum(call.partition("  <<")[0] == failed for call in calls) >= 2, f"{failed} was not tried again"
+    if name == "postgresql-roles":
+        # Each attempt gives psql the SQL again (a here-document would be consumed by the first attempt).
+        sql = [call.partition("  <<")[2] for call in calls if call.startswith("psql")]
+        assert len(sql) == 2 and sql[0] == sql[1] and sql[0].endswith(" bytes, 2 ALTER ROLE"), sql
+    if name == "temporal-schema":
+        assert len(calls) == 8 and len(set(calls)) == 4
+    if name == "temporal-setup":
+        assert (tmp_path / "namespace-simflow").exists()
+        registered = (tmp_path / "attributes-simflow").read_text().split()[::2]
+        assert registered == service["environment"]["SEARCH_ATTRIBUTES"].split(), "each registered once"
+        # Run again on the same cluster: it finds everything there and creates nothing.
+        (tmp_path / "calls").unlink()
+        again = subprocess.run(
+            one_shot_command(compose, name, tmp_path), env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert not any(" create " in call for call in (tmp_path / "calls").read_text().splitlines())
+        assert "namespace simflow already exists" in again.stdout
+        assert again.stdout.count("already registered") == len(registered)
+
+
+def test_migrate_and_bootstrap_admin_wait_for_the_database_within_a_bound(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The Python one-shots: `migrate` (infra/migrate.py) and the API's bootstrap admin (api/app.py) wait for the
+    database with the same backoff, for a bound their containers' settings give; run for real in
+    tests/integration/test_one_shots.py."""
+    for name in list(os.environ):
+        if name.startswith("SIMFLOW_"):
+            monkeypatch.delenv(name)
+    for service, field in (("migrate", "migrate_wait_s"), ("api", "api_database_wait_s")):
+        (tmp_path / service).mkdir()
+        with monkeypatch.context() as container:
+            for key, value in container_files(services[service], tmp_path / service).items():
+                container.setenv(key, value)
+            assert 0 < getattr(Settings(), field) <= 300, (service, field)
 
 
 # --- Dockerfile ---------------------------------------------------------------------------------------------
