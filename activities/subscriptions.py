@@ -66,6 +66,9 @@ from domain.subscription_contracts import (
     LineSubscriptionStarted,
     LoadSubscription,
     PlanQuote,
+    PoolMember,
+    PoolMembers,
+    PoolMembersQuery,
     PoolQuote,
     QuotePlan,
     QuotePool,
@@ -275,6 +278,22 @@ class SubscriptionActivities:
             pool.kind, price_minor=plan.price_minor, data_bytes=plan.data_allowance_bytes, members=members
         )
         return PoolQuote(members=members, amount_minor=renewal.amount_minor, data_bytes=renewal.data_bytes)
+
+    @activity.defn(name=names.SUBSCRIPTION_POOL_MEMBERS)
+    async def pool_members(self, data: PoolMembersQuery) -> PoolMembers:
+        """The member lines of a pool's subscription (those in `statuses`), in a stable order: the lines its
+        dunning suspends, resumes or terminates."""
+        async with self._sessionmaker() as session:
+            subscription = await self._subscription(session, data.subscription_id)
+            if subscription.pool_id is None:
+                raise refused("abonnement sans pool", ErrorCode.SUBSCRIPTION_NOT_FOUND)
+            query = select(Line.id, Line.company_id, Line.status).where(Line.pool_id == subscription.pool_id)
+            if data.statuses:
+                query = query.where(Line.status.in_([LineStatus(s) for s in data.statuses]))
+            rows = (await session.execute(query.order_by(Line.id))).all()
+        return PoolMembers(
+            members=[PoolMember(line_id=i, company_id=c, status=LineStatus(st).value) for i, c, st in rows]
+        )
 
     async def _open(self, session: AsyncSession, line: Line, data: LoadSubscription) -> Subscription:
         """The subscription of a line on a renewing plan, anchored on the day its service started (the

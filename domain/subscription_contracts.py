@@ -122,6 +122,23 @@ class PoolQuote(Contract):
     data_bytes: int
 
 
+class PoolMembersQuery(Contract):
+    """The member lines of a pool's subscription in one of `statuses` (all members when empty)."""
+
+    subscription_id: str
+    statuses: list[str] = Field(default_factory=list)
+
+
+class PoolMember(Contract):
+    line_id: str
+    company_id: str
+    status: str
+
+
+class PoolMembers(Contract):
+    members: list[PoolMember] = Field(default_factory=list)
+
+
 class PlanQuote(Contract):
     plan_id: str
     plan_name: str

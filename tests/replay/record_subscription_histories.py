@@ -114,6 +114,27 @@ async def _pool(env: WorkflowEnvironment, case: str, kind: str, payer_pays: bool
     return handle
 
 
+async def _pool_members_dunning(env: WorkflowEnvironment, case: str, recover_on_day: int | None) -> Handle:
+    """A pool's dunning reaching its member lines: suspended on day 8, then resumed by a payment or
+    terminated."""
+    store = FakeSubscriptionStore(
+        anchor=due_tomorrow(await today(env)),
+        pool_id=f"pool-{case.replace('_', '-')}",
+        members=["line-a", "line-b"],
+        payer_pays=False,
+    )
+    async with running(env, store, case) as handle:
+        if recover_on_day is not None:
+            expiry: date = store.calendar.period_end(0)
+            when = at_midnight(expiry + timedelta(days=recover_on_day)) + timedelta(hours=1)
+            await env.sleep(when - await env.get_current_time())
+            store.payer_pays = True
+            await handle.execute_update(SubscriptionWorkflow.renew_now)
+            await handle.execute_update(SubscriptionWorkflow.cancel)
+        await handle.result()
+    return handle
+
+
 CASES: dict[str, Scenario] = {
     "renewal_card": lambda env, case: _renewal(env, case, "card"),
     "renewal_wallet": lambda env, case: _renewal(env, case, "wallet"),
@@ -129,6 +150,8 @@ CASES: dict[str, Scenario] = {
     "pool_static_renewal": lambda env, case: _pool(env, case, "static"),
     "pool_dynamic_renewal": lambda env, case: _pool(env, case, "dynamic"),
     "pool_dunning_to_end": lambda env, case: _pool(env, case, "dynamic", payer_pays=False),
+    "pool_dunning_members_terminated": lambda env, case: _pool_members_dunning(env, case, None),
+    "pool_dunning_members_recovered_on_day_10": lambda env, case: _pool_members_dunning(env, case, 10),
 }
 
 

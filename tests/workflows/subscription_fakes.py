@@ -30,6 +30,9 @@ from domain.subscription_contracts import (
     DunningDays,
     LoadSubscription,
     PlanQuote,
+    PoolMember,
+    PoolMembers,
+    PoolMembersQuery,
     PoolQuote,
     QuotePlan,
     QuotePool,
@@ -69,10 +72,12 @@ class FakeSubscriptionStore:
     end_after_period: int | None = None  # the line is terminated once this period is paid
     dunning: DunningDays = field(default_factory=DunningDays)
     payer_pays: bool = True
-    # A pool's subscription: its kind and its active members (change them while it runs).
+    # A pool's subscription: its kind and its member lines (change them while it runs), each active unless
+    # `member_statuses` says otherwise (line operations and deprovisioning of a member change it).
     pool_id: str | None = None
     pool_kind: str = "static"
     members: list[str] = field(default_factory=list)
+    member_statuses: dict[str, str] = field(default_factory=dict)
     pool_quotes: list[PoolQuote] = field(default_factory=list)
     plans: dict[str, PlanQuote] = field(
         default_factory=lambda: {
@@ -152,11 +157,27 @@ class FakeSubscriptionStore:
     async def quote_pool(self, data: QuotePool) -> PoolQuote:
         plan = self.plans[self.next_plan_id or self.plan_id]
         renewal = pool_renewal(
-            self.pool_kind, price_minor=plan.price_minor, data_bytes=plan.data_bytes, members=len(self.members)
+            self.pool_kind, price_minor=plan.price_minor, data_bytes=plan.data_bytes, members=self.active_members()
         )
         quote = PoolQuote(members=renewal.members, amount_minor=renewal.amount_minor, data_bytes=renewal.data_bytes)
         self.pool_quotes.append(quote)
         return quote
+
+    def member_status(self, line_id: str) -> str:
+        return self.member_statuses.get(line_id, "active")
+
+    def active_members(self) -> int:
+        return sum(1 for m in self.members if self.member_status(m) == "active")
+
+    @activity.defn(name=names.SUBSCRIPTION_POOL_MEMBERS)
+    async def pool_members(self, data: PoolMembersQuery) -> PoolMembers:
+        return PoolMembers(
+            members=[
+                PoolMember(line_id=m, company_id="company-1", status=self.member_status(m))
+                for m in sorted(self.members)
+                if not data.statuses or self.member_status(m) in data.statuses
+            ]
+        )
 
     @activity.defn(name=names.SUBSCRIPTION_QUOTE_PLAN)
     async def quote_plan(self, data: QuotePlan) -> PlanQuote:
@@ -223,11 +244,20 @@ class FakeSubscriptionStore:
     @activity.defn(name=FAKE_LINE_OP)
     async def line_operation(self, data: LineOperationInput) -> None:
         self.line_operations.append(data)
+        if data.line_id in self.members:
+            status = self.member_status(data.line_id)
+            self.member_statuses[data.line_id] = {"suspend": "suspended", "resume": "active"}.get(
+                data.operation, status
+            )
+            return
         self.line_status = {"suspend": "suspended", "resume": "active"}.get(data.operation, self.line_status)
 
     @activity.defn(name=FAKE_DEPROVISION)
     async def deprovision(self, data: DeprovisioningInput) -> None:
         self.deprovisioned.append(data)
+        if data.line_id in self.members:
+            self.member_statuses[data.line_id] = "terminated"
+            return
         self.line_status = "terminated"
 
     def activities(self) -> list[Callable[..., Any]]:
@@ -235,6 +265,7 @@ class FakeSubscriptionStore:
             self.load,
             self.quote_plan,
             self.quote_pool,
+            self.pool_members,
             self.charge,
             self.refund,
             self.grant,
