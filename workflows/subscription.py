@@ -8,6 +8,13 @@ its end date, `prompt` too unless the customer renews by action. A failed renewa
 organisation's dunning stages: retries, a second attempt, suspension (line operation), termination
 (deprovisioning); a payment before termination recovers the line.
 
+A renewal charged but not granted is refunded. With patch `renewal-refund-waits-for-staff` a refund that
+fails for good (its retries exhausted, or refused) does not let the subscription go on as if nothing was
+owed back: the workflow publishes BusinessStatus `needs_attention`, writes the reason on the subscription
+(`last_failure`) and waits, as a line workflow whose compensation failed does, for staff's
+`resolve_compensation` Update (`retry` the refund, or `resolved_manually`); `attention_state` says why and
+since when (the portal home's needs-attention queue reads both).
+
 Keys: the charge of period n is `{wf}:period-{n}:charge` (a retry after a decline adds `:retry-k`), the
 allowance is the OCS balance `plan-{plan}-period-{n}`, the transaction's reference is the charge key.
 
@@ -39,7 +46,14 @@ from temporalio.workflow import ChildWorkflowHandle
 with workflow.unsafe.imports_passed_through():
     from domain.enums import AutoRenewMode, BusinessStatus, DunningStage, SubscriptionStatus
     from domain.errors import ErrorCode
-    from domain.lifecycle_contracts import DeprovisioningInput, LineOperationInput, OcsAccountRequest, OcsGrant
+    from domain.lifecycle_contracts import (
+        AttentionState,
+        DeprovisioningInput,
+        LineOperationInput,
+        OcsAccountRequest,
+        OcsGrant,
+        ResolveCompensation,
+    )
     from domain.pools import pool_owner_id
     from domain.renewal_calendar import RenewalCalendar
     from domain.security_contracts import EmitEventInput
@@ -92,6 +106,9 @@ POOL_MEMBERS_PATCH = "pool-dunning-reaches-members"
 # The members a pool's dunning suspends (active ones) and terminates (any not terminated yet).
 SUSPENDABLE_MEMBER_STATUSES = ["active"]
 TERMINABLE_MEMBER_STATUSES = ["active", "suspended", "inactive"]
+# A renewal refund that fails for good waits for staff (runs before it went on, the refund left undone).
+REFUND_WAITS_PATCH = "renewal-refund-waits-for-staff"
+COMPENSATION_ACTIONS = ("retry", "resolved_manually")
 
 
 def at_midnight(day: date) -> datetime:
@@ -111,6 +128,10 @@ class SubscriptionWorkflow:
         self._attempts = 0
         # A pool's members its dunning suspended (to resume on payment); None: not known in this run.
         self._suspended_members: list[PoolMember] | None = None
+        # A refund that failed for good, waiting for staff (`resolve_compensation`).
+        self._attention: str | None = None
+        self._attention_since: datetime | None = None
+        self._compensation_answer: ResolveCompensation | None = None
 
     # --- queries and updates ---------------------------------------------------------------------
 
@@ -121,6 +142,27 @@ class SubscriptionWorkflow:
     @workflow.query
     def period(self) -> int:
         return self._period
+
+    @workflow.query
+    def attention_state(self) -> AttentionState:
+        """Why the subscription waits for staff, and since when (none while it does not)."""
+        return AttentionState(status=self._status, attention=self._attention, since=self._attention_since)
+
+    @workflow.update
+    def resolve_compensation(self, answer: ResolveCompensation) -> str:
+        """Staff answer a renewal refund that failed for good: `retry` it, or `resolved_manually` (refunded
+        by hand)."""
+        self._compensation_answer = answer
+        return answer.action
+
+    @resolve_compensation.validator
+    def _validate_resolve_compensation(self, answer: ResolveCompensation) -> None:
+        if self._attention is None:
+            raise ApplicationError(
+                f"no compensation waits for staff ({self._status})", type=ErrorCode.RESOLUTION_NOT_AWAITED
+            )
+        if answer.action not in COMPENSATION_ACTIONS:
+            raise ApplicationError(f"unknown action {answer.action!r}", type=ErrorCode.RESOLUTION_UNKNOWN_ACTION)
 
     @workflow.update
     async def renew_now(self, paying_period: int = 0) -> RenewOutcome:
@@ -230,6 +272,10 @@ class SubscriptionWorkflow:
     @cancel.validator
     def _validate_cancel(self) -> None:
         self._refuse_when_over()
+        if self._attention is not None:
+            raise ApplicationError(
+                "un remboursement du renouvellement attend une intervention", type="subscription.needs_attention"
+            )
 
     @workflow.signal
     def line_ended(self) -> None:
@@ -261,7 +307,7 @@ class SubscriptionWorkflow:
             names.SUBSCRIPTION_QUOTE_PLAN, QuotePlan(subscription_id=terms.subscription_id, plan_id=plan_id), PlanQuote
         )
 
-    def _set_status(self, status: SubscriptionStatus) -> None:
+    def _set_status(self, status: str) -> None:
         self._status = status
         workflow.upsert_search_attributes([BUSINESS_STATUS.value_set(status)])
 
@@ -442,7 +488,22 @@ class SubscriptionWorkflow:
                     ),
                 )
         except (ActivityError, ChildWorkflowError) as err:
-            await saga.run_compensations(compensations, ask_staff=_nobody)
+            if workflow.patched(REFUND_WAITS_PATCH):
+                # Retried for a while (as a top-up's refund), then staff are asked.
+                compensations = [
+                    (
+                        "refund",
+                        lambda: saga.call(
+                            names.SUBSCRIPTION_REFUND,
+                            refund,
+                            retry=policies.REFUND_RETRY,
+                            schedule_to_close=policies.REFUND_SCHEDULE_TO_CLOSE,
+                        ),
+                    )
+                ]
+                await saga.run_compensations(compensations, ask_staff=self._ask_staff)
+            else:
+                await saga.run_compensations(compensations, ask_staff=_nobody)
             self._attempts += 1
             return self._answer(RenewOutcome(renewed=False, period=self._period, reason=saga.reason_of(err)))
         await saga.local_step(
@@ -470,6 +531,25 @@ class SubscriptionWorkflow:
             key=f"period-{period}",
         )
         return self._answer(RenewOutcome(renewed=True, period=period))
+
+    async def _ask_staff(self, _failed: list[saga.Compensation], errors: list[str]) -> saga.StaffDecision:
+        """The renewal's refund failed for good: BusinessStatus `needs_attention`, the reason on the
+        subscription, then staff's answer (`resolve_compensation`)."""
+        before = self._status
+        self._attention = "Remboursement du renouvellement impossible : " + "; ".join(errors)
+        self._attention_since = workflow.now()
+        self._compensation_answer = None
+        self._set_status(BusinessStatus.NEEDS_ATTENTION)
+        await self._change(failure=self._attention)
+        await workflow.wait_condition(lambda: self._compensation_answer is not None)
+        answer = self._compensation_answer
+        assert answer is not None
+        self._attention = self._attention_since = self._compensation_answer = None
+        self._set_status(before)
+        if answer.action == "resolved_manually":
+            await self._change(failure=f"Remboursement fait à la main ({answer.requested_by}) : {answer.note}")
+            return "resolved_manually"
+        return "retry"
 
     def _answer(self, outcome: RenewOutcome) -> RenewOutcome:
         if self._renew_requests:

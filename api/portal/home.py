@@ -10,7 +10,10 @@ Where each process records that it waits for a person:
 - an activation or a line operation whose compensation failed for good: the running workflow publishes
   BusinessStatus `needs_attention` and waits; its `resolve_compensation` Update retries the failed
   compensations or records that they were undone by hand. Runs started before that wait existed ended
-  `needs_attention` at once: no message can reach them, the queue shows them with their Temporal history.
+  `needs_attention` at once: no message can reach them, the queue shows them with their Temporal history;
+- a renewal whose refund failed for good (charged, not granted): the running `SubscriptionWorkflow`
+  publishes BusinessStatus `needs_attention` and waits; the same `resolve_compensation` Update retries the
+  refund or records that it was made by hand (a line's subscription; a pool's is shown, answered in Temporal).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ KIND_LABELS = {
     "activation": "Activation : annulation incomplète",
     "line_operation": "Opération sur ligne : annulation incomplète",
     "funding": "Portefeuille : remboursement en échec",
+    "renewal_refund": "Renouvellement : remboursement en échec",
 }
 
 
@@ -194,8 +198,11 @@ def _visibility_scope(principal: Principal) -> str:
 
 
 def _line_of(workflow_id: str) -> str | None:
-    """`deprovision/{org}/{line}` and `line-op/{org}/{line}/…` name their line."""
+    """`deprovision/{org}/{line}`, `line-op/{org}/{line}/…` and `subscription/{org}/{line}` name their line
+    (`subscription/{org}/pool-{pool}` names a pool)."""
     parts = workflow_id.split("/")
+    if len(parts) == 3 and parts[0] == "subscription":
+        return None if parts[2].startswith("pool-") else parts[2]
     return parts[2] if len(parts) >= 3 and parts[0] in ("deprovision", "line-op") else None
 
 
@@ -228,6 +235,22 @@ async def _workflows_waiting(state: AppState, principal: Principal) -> tuple[lis
                             workflow_id=execution.id,
                             line_id=line_id,
                             action="retry" if line_id else None,
+                        )
+                    )
+                elif execution.workflow_type == "SubscriptionWorkflow" and running:
+                    current = await client.get_workflow_handle(execution.id).query(
+                        "attention_state", result_type=AttentionState
+                    )
+                    if not current.attention:
+                        continue  # already answered, visibility lags behind
+                    items.append(
+                        AttentionItem(
+                            kind="renewal_refund",
+                            reason=current.attention,
+                            since=current.since,
+                            workflow_id=execution.id,
+                            line_id=line_id,
+                            action="compensation" if line_id else None,
                         )
                     )
                 elif execution.workflow_type in ("SimActivationWorkflow", "LineOperationWorkflow"):

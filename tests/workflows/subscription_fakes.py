@@ -72,6 +72,9 @@ class FakeSubscriptionStore:
     end_after_period: int | None = None  # the line is terminated once this period is paid
     dunning: DunningDays = field(default_factory=DunningDays)
     payer_pays: bool = True
+    grant_fails: bool = False  # the OCS refuses the period's grant (the charge is then refunded)
+    refund_fails: bool = False  # the payment provider refuses the refund (flip it to let a retry succeed)
+    refund_calls: list[str] = field(default_factory=list)
     # A pool's subscription: its kind and its member lines (change them while it runs), each active unless
     # `member_statuses` says otherwise (line operations and deprovisioning of a member change it).
     pool_id: str | None = None
@@ -198,11 +201,16 @@ class FakeSubscriptionStore:
 
     @activity.defn(name=names.SUBSCRIPTION_REFUND)
     async def refund(self, data: RenewalRefund) -> str:
+        self.refund_calls.append(data.idempotency_key)
+        if self.refund_fails:
+            raise ApplicationError("remboursement refusé", type="payment.refund_failed", non_retryable=True)
         self.refunds.setdefault(data.idempotency_key, data)
         return f"refund:{data.idempotency_key}"
 
     @activity.defn(name=names.PROV_OCS_GRANT_PLAN)
     async def grant(self, data: OcsGrant) -> ExternalCallResult:
+        if self.grant_fails:
+            raise ApplicationError("ocs : crédit refusé", type="ocs.rejected", non_retryable=True)
         if self.pool_id and data.account not in self.ocs_accounts:  # as the OCS client: the account must exist
             raise ApplicationError("ocs ACCOUNT_NOT_FOUND", type="ocs.not_found", non_retryable=True)
         self.grants.setdefault(data.request_id, data)
