@@ -237,6 +237,28 @@ class ReconcileScan(Contract):
     batch_size: int = 500
 
 
+class ReconcileBatch(Contract):
+    """One page of the reconciler: `kind` `lines` (renewing lines without a running workflow: started),
+    `pools` (the same for pools) or `ended` (subscriptions of terminated lines: told to end), the rows whose id
+    comes after `after` (keyset), at most `batch_size`."""
+
+    task_queue: str = "simflow"
+    batch_size: int = 500
+    kind: str = "lines"
+    after: str = ""
+
+
+class ReconcileBatchResult(Contract):
+    started: list[str] = Field(default_factory=list)
+    running: int = 0
+    ended: list[str] = Field(default_factory=list)
+    next_after: str | None = None  # the last id of a full page: there may be more
+
+
+class ReconcileOrphans(Contract):
+    orphans: list[str] = Field(default_factory=list)
+
+
 class ReconcileResult(Contract):
     """`started`: workflows started for subscriptions (or renewing lines) that had none; `ended`: workflows
     told that their line is terminated; `orphans`: running subscription workflows whose line is gone."""
