@@ -66,7 +66,7 @@ async def test_a_renewal_refund_refused_for_good_waits_on_the_home_queue_until_s
             msisdn = line.msisdn
     finally:
         await engine.dispose()
-    add_fault(stripe_url, "create_refund", "reject", times=50)
+    add_fault(stripe_url, "create_refund", "reject")  # refused for good: not retried
 
     workflow_id = await start_subscription_workflow(
         temporal_client,
