@@ -451,6 +451,11 @@ async def resolve_line_compensation(
         and not workflow_id.startswith(f"line-op/{line.org_id}/{line.id}/")
     ):
         raise NotFound("workflow_id", "processus introuvable sur cette ligne")
+    return await send_compensation_answer(state, workflow_id, answer)
+
+
+async def send_compensation_answer(state: AppState, workflow_id: str, answer: ResolveCompensation) -> str:
+    """Staff's answer to a workflow waiting for them (`resolve_compensation`), its refusals in French."""
     handle = (await state.temporal()).get_workflow_handle(workflow_id)
     try:
         action: str = await handle.execute_update("resolve_compensation", answer, result_type=str)
