@@ -13,10 +13,9 @@ from datetime import date, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities._errors import external_call, translates_errors
 from activities.payments import saved_card
@@ -67,9 +66,15 @@ from domain.subscription_contracts import (
     LineSubscriptionStarted,
     LoadSubscription,
     PlanQuote,
+    PoolMember,
+    PoolMembers,
+    PoolMembersQuery,
     PoolQuote,
     QuotePlan,
     QuotePool,
+    ReconcileBatch,
+    ReconcileBatchResult,
+    ReconcileOrphans,
     ReconcileResult,
     ReconcileScan,
     RecordRenewal,
@@ -95,6 +100,9 @@ ENDED_LINE_STATUSES = (LineStatus.TERMINATED, LineStatus.OBSOLETE)
 POOL_KINDS = (SubscriptionKind.STATIC_POOL, SubscriptionKind.DYNAMIC_POOL)
 
 RENEWAL_ARTICLE_CODE = "RENOUVELLEMENT"
+RECONCILE_KINDS = ("lines", "pools", "ended")
+RUNNING_SUBSCRIPTIONS = "WorkflowType = 'SubscriptionWorkflow' AND ExecutionStatus = 'Running'"
+POOL_OWNER_PREFIX = pool_owner_id("")
 
 
 def renews(line: Line, plan: Plan) -> bool:
@@ -276,6 +284,22 @@ class SubscriptionActivities:
             pool.kind, price_minor=plan.price_minor, data_bytes=plan.data_allowance_bytes, members=members
         )
         return PoolQuote(members=members, amount_minor=renewal.amount_minor, data_bytes=renewal.data_bytes)
+
+    @activity.defn(name=names.SUBSCRIPTION_POOL_MEMBERS)
+    async def pool_members(self, data: PoolMembersQuery) -> PoolMembers:
+        """The member lines of a pool's subscription (those in `statuses`), in a stable order: the lines its
+        dunning suspends, resumes or terminates."""
+        async with self._sessionmaker() as session:
+            subscription = await self._subscription(session, data.subscription_id)
+            if subscription.pool_id is None:
+                raise refused("abonnement sans pool", ErrorCode.SUBSCRIPTION_NOT_FOUND)
+            query = select(Line.id, Line.company_id, Line.status).where(Line.pool_id == subscription.pool_id)
+            if data.statuses:
+                query = query.where(Line.status.in_([LineStatus(s) for s in data.statuses]))
+            rows = (await session.execute(query.order_by(Line.id))).all()
+        return PoolMembers(
+            members=[PoolMember(line_id=i, company_id=c, status=LineStatus(st).value) for i, c, st in rows]
+        )
 
     async def _open(self, session: AsyncSession, line: Line, data: LoadSubscription) -> Subscription:
         """The subscription of a line on a renewing plan, anchored on the day its service started (the
@@ -554,12 +578,60 @@ class SubscriptionActivities:
 
     @activity.defn(name=names.SUBSCRIPTION_RECONCILE)
     async def reconcile(self, data: ReconcileScan) -> ReconcileResult:
-        """Starts the workflow of every renewing line and pool that has none running, tells the workflows of
-        terminated lines to end, and reports running subscription workflows whose line is gone."""
-        client = activity.client()
+        """The whole pass in one activity (reconciler runs started before the batches): the batches one after
+        the other, then the orphans."""
         started: list[str] = []
         ended: list[str] = []
         running = 0
+        for kind in RECONCILE_KINDS:
+            after = ""
+            while True:
+                batch = await self.reconcile_batch(
+                    ReconcileBatch(task_queue=data.task_queue, batch_size=data.batch_size, kind=kind, after=after)
+                )
+                started.extend(batch.started)
+                ended.extend(batch.ended)
+                running += batch.running
+                if batch.next_after is None:
+                    break
+                after = batch.next_after
+        orphans = (await self.reconcile_orphans(data)).orphans
+        return ReconcileResult(started=started, running=running, ended=ended, orphans=orphans)
+
+    @activity.defn(name=names.SUBSCRIPTION_RECONCILE_BATCH)
+    async def reconcile_batch(self, data: ReconcileBatch) -> ReconcileBatchResult:
+        """One page of the reconciler (keyset on the row id): which of its workflows run is asked with one
+        visibility query; the others are started (lines, pools) — with USE_EXISTING, so a workflow that
+        visibility does not list yet is joined, never started twice — or, for terminated lines, left alone
+        while those running are told their line ended."""
+        if data.kind == "ended":
+            return await self._end_batch(data)
+        owners: list[tuple[str, SubscriptionInput, str | None]]
+        if data.kind == "pools":
+            pools = await self._pool_batch(data)
+            owners = [(subscription_workflow_id(p.org_id, p.owner_id), p, None) for p in pools]
+        else:
+            lines = await self._line_batch(data)
+            owners = [(subscription_workflow_id(i.org_id, i.owner_id), i, msisdn) for i, msisdn in lines]
+        client = activity.client()
+        running = await running_subscriptions(client, [wf_id for wf_id, _, _ in owners])
+        started: list[str] = []
+        for wf_id, start, msisdn in owners:
+            if wf_id in running:
+                continue
+            await start_subscription_workflow(
+                client,
+                data.task_queue,
+                start,
+                msisdn_hash=self._msisdn_index.of(msisdn) if self._msisdn_index and msisdn else None,
+            )
+            started.append(wf_id)
+            activity.heartbeat(len(started))
+        full = len(owners) == data.batch_size
+        last = (owners[-1][1].pool_id or owners[-1][1].line_id) if full else None
+        return ReconcileBatchResult(started=started, running=len(running), next_after=last)
+
+    async def _line_batch(self, data: ReconcileBatch) -> list[tuple[SubscriptionInput, str | None]]:
         async with self._sessionmaker() as session:
             renewing = await session.execute(
                 select(Line, SimCard.iccid)
@@ -567,6 +639,7 @@ class SubscriptionActivities:
                 .outerjoin(Subscription, Subscription.line_id == Line.id)
                 .outerjoin(SimCard, SimCard.id == Line.sim_id)
                 .where(
+                    Line.id > data.after,
                     Line.status.in_(RENEWING_LINE_STATUSES),
                     Line.pool_id.is_(None),
                     Plan.plan_type != PlanType.PAYGO,
@@ -574,60 +647,87 @@ class SubscriptionActivities:
                     or_(Subscription.id.is_(None), Subscription.status != SubscriptionStatus.ENDED),
                 )
                 .order_by(Line.id)
+                .limit(data.batch_size)
             )
-            lines = [(line.id, line.org_id, line.company_id, line.msisdn, iccid) for line, iccid in renewing]
-            gone = await session.execute(
-                select(Subscription.workflow_id)
-                .join(Line, Subscription.line_id == Line.id)
-                .where(Line.status.in_(ENDED_LINE_STATUSES), Subscription.status != SubscriptionStatus.ENDED)
-            )
-            ended_workflows = list(gone.scalars())
-            known_lines = set((await session.execute(select(Line.id))).scalars())
-            renewing_pools = await session.execute(
+            return [
+                (
+                    SubscriptionInput(org_id=line.org_id, company_id=line.company_id, line_id=line.id, iccid=iccid),
+                    line.msisdn,
+                )
+                for line, iccid in renewing
+            ]
+
+    async def _pool_batch(self, data: ReconcileBatch) -> list[SubscriptionInput]:
+        async with self._sessionmaker() as session:
+            renewing = await session.execute(
                 select(Pool.id, Pool.org_id, Pool.company_id)
                 .outerjoin(Subscription, Subscription.pool_id == Pool.id)
                 .where(
+                    Pool.id > data.after,
                     Pool.plan_id.is_not(None),
                     or_(Subscription.id.is_(None), Subscription.status != SubscriptionStatus.ENDED),
                 )
                 .order_by(Pool.id)
+                .limit(data.batch_size)
             )
-            pools = [tuple(row) for row in renewing_pools]
-            known_pools = {pool_owner_id(pool_id) for pool_id in (await session.execute(select(Pool.id))).scalars()}
-        for line_id, org_id, company_id, msisdn, iccid in lines:
-            wf_id = subscription_workflow_id(org_id, line_id)
-            if await subscription_running(client, wf_id):
-                running += 1
-                continue
-            await start_subscription_workflow(
-                client,
-                data.task_queue,
-                SubscriptionInput(org_id=org_id, company_id=company_id, line_id=line_id, iccid=iccid),
-                msisdn_hash=self._msisdn_index.of(msisdn) if self._msisdn_index else None,
+            return [
+                SubscriptionInput(org_id=org_id, company_id=company_id, pool_id=pool_id)
+                for pool_id, org_id, company_id in renewing
+            ]
+
+    async def _end_batch(self, data: ReconcileBatch) -> ReconcileBatchResult:
+        """Subscriptions not ended whose line is terminated: their running workflows are told to end."""
+        async with self._sessionmaker() as session:
+            gone = await session.execute(
+                select(Subscription.id, Subscription.workflow_id)
+                .join(Line, Subscription.line_id == Line.id)
+                .where(
+                    Subscription.id > data.after,
+                    Line.status.in_(ENDED_LINE_STATUSES),
+                    Subscription.status != SubscriptionStatus.ENDED,
+                )
+                .order_by(Subscription.id)
+                .limit(data.batch_size)
             )
-            started.append(wf_id)
-            activity.heartbeat(len(started))
-        for pool_id, org_id, company_id in pools:
-            wf_id = subscription_workflow_id(org_id, pool_owner_id(pool_id))
-            if await subscription_running(client, wf_id):
-                running += 1
-                continue
-            pool_input = SubscriptionInput(org_id=org_id, company_id=company_id, pool_id=pool_id)
-            await start_subscription_workflow(client, data.task_queue, pool_input, msisdn_hash=None)
-            started.append(wf_id)
-            activity.heartbeat(len(started))
-        for wf_id in ended_workflows:
-            if await subscription_running(client, wf_id):
+            rows = list(gone.all())
+        client = activity.client()
+        running = await running_subscriptions(client, [wf_id for _, wf_id in rows])
+        ended: list[str] = []
+        for _, wf_id in rows:
+            if wf_id in running:
                 await client.get_workflow_handle(wf_id).signal("line_ended")
                 ended.append(wf_id)
-        orphans = [
-            execution.id
-            async for execution in client.list_workflows(
-                "WorkflowType = 'SubscriptionWorkflow' AND ExecutionStatus = 'Running'"
-            )
-            if execution.id.rsplit("/", 1)[-1] not in known_lines | known_pools
-        ]
-        return ReconcileResult(started=started, running=running, ended=ended, orphans=orphans)
+                activity.heartbeat(len(ended))
+        last = rows[-1][0] if len(rows) == data.batch_size else None
+        return ReconcileBatchResult(ended=ended, next_after=last)
+
+    @activity.defn(name=names.SUBSCRIPTION_RECONCILE_ORPHANS)
+    async def reconcile_orphans(self, data: ReconcileScan) -> ReconcileOrphans:
+        """Running subscription workflows whose line (or pool) is gone, checked a page of `batch_size` at a
+        time against the database."""
+        client = activity.client()
+        orphans: list[str] = []
+        page: list[str] = []
+
+        async def check(ids: list[str]) -> None:
+            owners = {wf_id: wf_id.rsplit("/", 1)[-1] for wf_id in ids}
+            line_ids = [o for o in owners.values() if not o.startswith(POOL_OWNER_PREFIX)]
+            pool_ids = [o.removeprefix(POOL_OWNER_PREFIX) for o in owners.values() if o.startswith(POOL_OWNER_PREFIX)]
+            async with self._sessionmaker() as session:
+                known = set((await session.execute(select(Line.id).where(Line.id.in_(line_ids)))).scalars())
+                pools = (await session.execute(select(Pool.id).where(Pool.id.in_(pool_ids)))).scalars()
+                known |= {pool_owner_id(pool_id) for pool_id in pools}
+            orphans.extend(wf_id for wf_id, owner in owners.items() if owner not in known)
+            activity.heartbeat(len(orphans))
+
+        async for execution in client.list_workflows(RUNNING_SUBSCRIPTIONS, page_size=data.batch_size):
+            page.append(execution.id)
+            if len(page) >= data.batch_size:
+                await check(page)
+                page = []
+        if page:
+            await check(page)
+        return ReconcileOrphans(orphans=orphans)
 
 
 async def start_subscription_workflow(
@@ -785,14 +885,16 @@ async def _dunning_days(session: AsyncSession, org_id: str) -> DunningDays:
     )
 
 
-async def subscription_running(client: Client, workflow_id: str) -> bool:
-    try:
-        described = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return bool(described.status == WorkflowExecutionStatus.RUNNING)
+async def running_subscriptions(client: Client, workflow_ids: list[str]) -> set[str]:
+    """Which of these subscription workflows run, in one visibility query (a workflow started a moment ago
+    may be missing: its start with USE_EXISTING joins it)."""
+    if not workflow_ids:
+        return set()
+    if any("'" in wf_id or "\\" in wf_id for wf_id in workflow_ids):
+        raise ValueError("identifiant de workflow inattendu")
+    listed = ", ".join(f"'{wf_id}'" for wf_id in workflow_ids)
+    query = f"{RUNNING_SUBSCRIPTIONS} AND WorkflowId IN ({listed})"
+    return {execution.id async for execution in client.list_workflows(query, page_size=len(workflow_ids))}
 
 
 async def _recipient(session: AsyncSession, subscription: Subscription) -> str | None:

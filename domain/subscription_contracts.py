@@ -122,6 +122,23 @@ class PoolQuote(Contract):
     data_bytes: int
 
 
+class PoolMembersQuery(Contract):
+    """The member lines of a pool's subscription in one of `statuses` (all members when empty)."""
+
+    subscription_id: str
+    statuses: list[str] = Field(default_factory=list)
+
+
+class PoolMember(Contract):
+    line_id: str
+    company_id: str
+    status: str
+
+
+class PoolMembers(Contract):
+    members: list[PoolMember] = Field(default_factory=list)
+
+
 class PlanQuote(Contract):
     plan_id: str
     plan_name: str
@@ -218,6 +235,28 @@ class RenewOutcome(Contract):
 class ReconcileScan(Contract):
     task_queue: str = "simflow"
     batch_size: int = 500
+
+
+class ReconcileBatch(Contract):
+    """One page of the reconciler: `kind` `lines` (renewing lines without a running workflow: started),
+    `pools` (the same for pools) or `ended` (subscriptions of terminated lines: told to end), the rows whose id
+    comes after `after` (keyset), at most `batch_size`."""
+
+    task_queue: str = "simflow"
+    batch_size: int = 500
+    kind: str = "lines"
+    after: str = ""
+
+
+class ReconcileBatchResult(Contract):
+    started: list[str] = Field(default_factory=list)
+    running: int = 0
+    ended: list[str] = Field(default_factory=list)
+    next_after: str | None = None  # the last id of a full page: there may be more
+
+
+class ReconcileOrphans(Contract):
+    orphans: list[str] = Field(default_factory=list)
 
 
 class ReconcileResult(Contract):

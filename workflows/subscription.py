@@ -8,31 +8,61 @@ its end date, `prompt` too unless the customer renews by action. A failed renewa
 organisation's dunning stages: retries, a second attempt, suspension (line operation), termination
 (deprovisioning); a payment before termination recovers the line.
 
+A renewal charged but not granted is refunded. With patch `renewal-refund-waits-for-staff` a refund that
+fails for good (its retries exhausted, or refused) does not let the subscription go on as if nothing was
+owed back: the workflow publishes BusinessStatus `needs_attention`, writes the reason on the subscription
+(`last_failure`) and waits, as a line workflow whose compensation failed does, for staff's
+`resolve_compensation` Update (`retry` the refund, or `resolved_manually`); `attention_state` says why and
+since when (the portal home's needs-attention queue reads both).
+
 Keys: the charge of period n is `{wf}:period-{n}:charge` (a retry after a decline adds `:retry-k`), the
 allowance is the OCS balance `plan-{plan}-period-{n}`, the transaction's reference is the charge key.
 
 A pool's subscription (`subscription/{org}/pool-{pool}`, patch `pool-subscriptions`) is the same workflow:
 each renewal quotes the pool as it stands (static: the plan's price and data; dynamic: per member active at
-renewal time) and grants the pool's OCS account; it has no line to suspend, resume or terminate.
+renewal time) and grants the pool's OCS account. It has no line of its own: with patch
+`pool-dunning-reaches-members` its dunning reaches the pool's member lines instead — the suspension stage
+suspends every active member (line operation, as a line's dunning does), a payment before termination
+resumes the members it suspended (then re-grants the pool), termination deprovisions every member.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+)
+from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
     from domain.enums import AutoRenewMode, BusinessStatus, DunningStage, SubscriptionStatus
     from domain.errors import ErrorCode
-    from domain.lifecycle_contracts import DeprovisioningInput, LineOperationInput, OcsAccountRequest, OcsGrant
+    from domain.lifecycle_contracts import (
+        AttentionState,
+        DeprovisioningInput,
+        LineOperationInput,
+        OcsAccountRequest,
+        OcsGrant,
+        ResolveCompensation,
+    )
+    from domain.pools import pool_owner_id
     from domain.renewal_calendar import RenewalCalendar
     from domain.security_contracts import EmitEventInput
     from domain.subscription_contracts import (
         LoadSubscription,
         PlanQuote,
+        PoolMember,
+        PoolMembers,
+        PoolMembersQuery,
         PoolQuote,
         QuotePlan,
         QuotePool,
@@ -71,6 +101,14 @@ PAYMENT_REFUSALS = frozenset(
 NOTICE_EVENT = "rule.sim_card.date.triggered"
 PLAN_BALANCE_WEIGHT = 20.0  # the plan allowance before top-ups expiring the same day (SPEC §8)
 POOL_PATCH = "pool-subscriptions"
+# A pool's dunning suspends, resumes and terminates its member lines (runs before it touched none).
+POOL_MEMBERS_PATCH = "pool-dunning-reaches-members"
+# The members a pool's dunning suspends (active ones) and terminates (any not terminated yet).
+SUSPENDABLE_MEMBER_STATUSES = ["active"]
+TERMINABLE_MEMBER_STATUSES = ["active", "suspended", "inactive"]
+# A renewal refund that fails for good waits for staff (runs before it went on, the refund left undone).
+REFUND_WAITS_PATCH = "renewal-refund-waits-for-staff"
+COMPENSATION_ACTIONS = ("retry", "resolved_manually")
 
 
 def at_midnight(day: date) -> datetime:
@@ -89,6 +127,12 @@ class SubscriptionWorkflow:
         self._cancel_requested = False
         self._line_ended = False
         self._attempts = 0
+        # A pool's members its dunning suspended (to resume on payment); None: not known in this run.
+        self._suspended_members: list[PoolMember] | None = None
+        # A refund that failed for good, waiting for staff (`resolve_compensation`).
+        self._attention: str | None = None
+        self._attention_since: datetime | None = None
+        self._compensation_answer: ResolveCompensation | None = None
 
     # --- queries and updates ---------------------------------------------------------------------
 
@@ -99,6 +143,27 @@ class SubscriptionWorkflow:
     @workflow.query
     def period(self) -> int:
         return self._period
+
+    @workflow.query
+    def attention_state(self) -> AttentionState:
+        """Why the subscription waits for staff, and since when (none while it does not)."""
+        return AttentionState(status=self._status, attention=self._attention, since=self._attention_since)
+
+    @workflow.update
+    def resolve_compensation(self, answer: ResolveCompensation) -> str:
+        """Staff answer a renewal refund that failed for good: `retry` it, or `resolved_manually` (refunded
+        by hand)."""
+        self._compensation_answer = answer
+        return answer.action
+
+    @resolve_compensation.validator
+    def _validate_resolve_compensation(self, answer: ResolveCompensation) -> None:
+        if self._attention is None:
+            raise ApplicationError(
+                f"no compensation waits for staff ({self._status})", type=ErrorCode.RESOLUTION_NOT_AWAITED
+            )
+        if answer.action not in COMPENSATION_ACTIONS:
+            raise ApplicationError(f"unknown action {answer.action!r}", type=ErrorCode.RESOLUTION_UNKNOWN_ACTION)
 
     @workflow.update
     async def renew_now(self, paying_period: int = 0, request_key: str = "") -> RenewOutcome:
@@ -220,6 +285,10 @@ class SubscriptionWorkflow:
     @cancel.validator
     def _validate_cancel(self) -> None:
         self._refuse_when_over()
+        if self._attention is not None:
+            raise ApplicationError(
+                "un remboursement du renouvellement attend une intervention", type="subscription.needs_attention"
+            )
 
     @workflow.signal
     def line_ended(self) -> None:
@@ -251,7 +320,7 @@ class SubscriptionWorkflow:
             names.SUBSCRIPTION_QUOTE_PLAN, QuotePlan(subscription_id=terms.subscription_id, plan_id=plan_id), PlanQuote
         )
 
-    def _set_status(self, status: SubscriptionStatus) -> None:
+    def _set_status(self, status: str) -> None:
         self._status = status
         workflow.upsert_search_attributes([BUSINESS_STATUS.value_set(status)])
 
@@ -411,6 +480,8 @@ class SubscriptionWorkflow:
         try:
             if self._status == SubscriptionStatus.SUSPENDED and not self._owned_by_pool():
                 await self._line_operation(terms, "resume", f"period-{period}")
+            elif self._status == SubscriptionStatus.SUSPENDED and workflow.patched(POOL_MEMBERS_PATCH):
+                await self._resume_members(terms, period)
             if terms.ocs_account and data_bytes > 0:
                 if self._owned_by_pool():
                     # No activation created the pool's account: upserted (idempotent) before its grant.
@@ -430,7 +501,22 @@ class SubscriptionWorkflow:
                     ),
                 )
         except (ActivityError, ChildWorkflowError) as err:
-            await saga.run_compensations(compensations, ask_staff=_nobody)
+            if workflow.patched(REFUND_WAITS_PATCH):
+                # Retried for a while (as a top-up's refund), then staff are asked.
+                compensations = [
+                    (
+                        "refund",
+                        lambda: saga.call(
+                            names.SUBSCRIPTION_REFUND,
+                            refund,
+                            retry=policies.REFUND_RETRY,
+                            schedule_to_close=policies.REFUND_SCHEDULE_TO_CLOSE,
+                        ),
+                    )
+                ]
+                await saga.run_compensations(compensations, ask_staff=self._ask_staff)
+            else:
+                await saga.run_compensations(compensations, ask_staff=_nobody)
             self._attempts += 1
             return self._answer(RenewOutcome(renewed=False, period=self._period, reason=saga.reason_of(err)))
         await saga.local_step(
@@ -458,6 +544,25 @@ class SubscriptionWorkflow:
             key=f"period-{period}",
         )
         return self._answer(RenewOutcome(renewed=True, period=period))
+
+    async def _ask_staff(self, _failed: list[saga.Compensation], errors: list[str]) -> saga.StaffDecision:
+        """The renewal's refund failed for good: BusinessStatus `needs_attention`, the reason on the
+        subscription, then staff's answer (`resolve_compensation`)."""
+        before = self._status
+        self._attention = "Remboursement du renouvellement impossible : " + "; ".join(errors)
+        self._attention_since = workflow.now()
+        self._compensation_answer = None
+        self._set_status(BusinessStatus.NEEDS_ATTENTION)
+        await self._change(failure=self._attention)
+        await workflow.wait_condition(lambda: self._compensation_answer is not None)
+        answer = self._compensation_answer
+        assert answer is not None
+        self._attention = self._attention_since = self._compensation_answer = None
+        self._set_status(before)
+        if answer.action == "resolved_manually":
+            await self._change(failure=f"Remboursement fait à la main ({answer.requested_by}) : {answer.note}")
+            return "resolved_manually"
+        return "retry"
 
     def _answer(self, outcome: RenewOutcome) -> RenewOutcome:
         if self._renew_requests:
@@ -499,6 +604,8 @@ class SubscriptionWorkflow:
                     if (await self._renew_next()).renewed:
                         return await self._continue(data, reminders=[])
         if self._owned_by_pool():
+            if workflow.patched(POOL_MEMBERS_PATCH):
+                await self._terminate_members(terms)
             return await self._end("terminated_unpaid")
         await workflow.execute_child_workflow(
             "DeprovisioningWorkflow",
@@ -526,6 +633,8 @@ class SubscriptionWorkflow:
         )
         if stage == "suspension" and not self._owned_by_pool():
             await self._line_operation(terms, "suspend", f"period-{self._period + 1}")
+        elif stage == "suspension" and self._owned_by_pool() and workflow.patched(POOL_MEMBERS_PATCH):
+            await self._suspend_members(terms)
         await self._change(status=status, dunning_stage=stage, dunning_since=failed_on)
         self._terms = terms.model_copy(update={"dunning_stage": stage, "status": status})
         self._set_status(status)
@@ -545,6 +654,106 @@ class SubscriptionWorkflow:
             id=f"line-op/{terms.org_id}/{terms.line_id}/{operation}-subscription-{key}",
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
+
+    # --- a pool's members ------------------------------------------------------------------------
+
+    async def _pool_members(self, terms: SubscriptionTerms, statuses: list[str]) -> list[PoolMember]:
+        found = await saga.local_step(
+            names.SUBSCRIPTION_POOL_MEMBERS,
+            PoolMembersQuery(subscription_id=terms.subscription_id, statuses=statuses),
+            PoolMembers,
+        )
+        return found.members
+
+    def _member_key(self, terms: SubscriptionTerms, period: int) -> str:
+        return f"{pool_owner_id(terms.pool_id or '')}-period-{period}"
+
+    async def _each_member(
+        self, members: list[PoolMember], start: Callable[[PoolMember], Awaitable[ChildWorkflowHandle[Any, Any]]]
+    ) -> tuple[list[PoolMember], list[tuple[PoolMember, BaseException]]]:
+        """Runs one child workflow per member, all at once; answers the members done and the failures."""
+
+        async def one(member: PoolMember) -> None:
+            await (await start(member))
+
+        results = await asyncio.gather(*(one(m) for m in members), return_exceptions=True)
+        done: list[PoolMember] = []
+        failed: list[tuple[PoolMember, BaseException]] = []
+        for member, result in zip(members, results, strict=True):
+            if result is None:
+                done.append(member)
+            elif isinstance(result, ChildWorkflowError | WorkflowAlreadyStartedError):
+                failed.append((member, result))
+            else:
+                raise result
+        for member, err in failed:
+            workflow.logger.warning("pool member %s: %s", member.line_id, saga.reason_of(err))
+        return done, failed
+
+    def _member_operation(
+        self, terms: SubscriptionTerms, operation: str, key: str
+    ) -> Callable[[PoolMember], Awaitable[ChildWorkflowHandle[Any, Any]]]:
+        async def start(member: PoolMember) -> ChildWorkflowHandle[Any, Any]:
+            return await workflow.start_child_workflow(
+                "LineOperationWorkflow",
+                LineOperationInput(
+                    org_id=terms.org_id,
+                    company_id=member.company_id,
+                    line_id=member.line_id,
+                    operation=operation,
+                    requested_by=workflow.info().workflow_id,
+                ),
+                id=f"line-op/{terms.org_id}/{member.line_id}/{operation}-subscription-{key}",
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+
+        return start
+
+    async def _suspend_members(self, terms: SubscriptionTerms) -> None:
+        """The suspension stage of a pool: every active member is suspended (SNAIC + OCS, line operation).
+        A member whose suspension fails stays as it is (its operation waits for staff or failed)."""
+        members = await self._pool_members(terms, SUSPENDABLE_MEMBER_STATUSES)
+        key = self._member_key(terms, self._period + 1)
+        done, _ = await self._each_member(members, self._member_operation(terms, "suspend", key))
+        self._suspended_members = done
+
+    async def _resume_members(self, terms: SubscriptionTerms, period: int) -> None:
+        """A payment during a pool's suspension: the members it suspended are resumed before the pool's
+        allowance is granted again. A run that did not suspend them itself (a restart) resumes the members
+        suspended now. A member that cannot be resumed fails the renewal (refunded, as for a line)."""
+        if self._suspended_members is None:
+            self._suspended_members = await self._pool_members(terms, ["suspended"])
+        key = f"{self._member_key(terms, period)}-attempt-{self._attempts}"
+        done, failed = await self._each_member(
+            list(self._suspended_members), self._member_operation(terms, "resume", key)
+        )
+        resumed = {m.line_id for m in done}
+        self._suspended_members = [m for m in self._suspended_members if m.line_id not in resumed]
+        if failed:
+            raise failed[0][1]
+
+    async def _terminate_members(self, terms: SubscriptionTerms) -> None:
+        """Termination of an unpaid pool: every member not terminated yet goes through deprovisioning, as
+        an unpaid line does. A member whose termination cannot start or fails is left to its workflow."""
+        members = await self._pool_members(terms, TERMINABLE_MEMBER_STATUSES)
+        request_id = f"subscription-{self._member_key(terms, self._period + 1)}"
+
+        async def start(member: PoolMember) -> ChildWorkflowHandle[Any, Any]:
+            return await workflow.start_child_workflow(
+                "DeprovisioningWorkflow",
+                DeprovisioningInput(
+                    org_id=terms.org_id,
+                    company_id=member.company_id,
+                    line_id=member.line_id,
+                    requested_by=workflow.info().workflow_id,
+                    reason="impayé : renouvellement du pool non réglé",
+                    request_id=request_id,
+                ),
+                id=f"deprovision/{terms.org_id}/{member.line_id}",
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            )
+
+        await self._each_member(members, start)
 
     # --- notices ---------------------------------------------------------------------------------
 

@@ -10,7 +10,10 @@ Where each process records that it waits for a person:
 - an activation or a line operation whose compensation failed for good: the running workflow publishes
   BusinessStatus `needs_attention` and waits; its `resolve_compensation` Update retries the failed
   compensations or records that they were undone by hand. Runs started before that wait existed ended
-  `needs_attention` at once: no message can reach them, the queue shows them with their Temporal history.
+  `needs_attention` at once: no message can reach them, the queue shows them with their Temporal history;
+- a renewal whose refund failed for good (charged, not granted): the running `SubscriptionWorkflow`
+  publishes BusinessStatus `needs_attention` and waits; the same `resolve_compensation` Update retries the
+  refund or records that it was made by hand (from the line, or the pool, whose subscription it is).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from api.portal.security import CsrfChecked, PortalPrincipalDep, PortalRoute
 from api.portal.templating import DISPLAY_TZ
 from api.routes import wallets as wallets_api
 from api.routes.lines import resolve_line_compensation, retry_termination_step
+from api.routes.pools import resolve_pool_compensation
 from api.routes.recharges import ResolutionCreate, resolve_topup
 from api.routes.wallets import FundingResolutionCreate
 from domain.authz import Principal
@@ -40,12 +44,14 @@ from domain.enums import BusinessStatus, FundingStatus, LineStatus, TopUpStatus
 from domain.errors import DomainError
 from domain.lifecycle_contracts import AttentionState, ResolveCompensation
 from domain.models import Line, SimCard, TopUp, WalletFunding
+from domain.pools import pool_owner_id
 from domain.services.listings import readable_by
 from workflows.deprovisioning import DeprovisioningWorkflow
 
 router = APIRouter(prefix="/portal", route_class=PortalRoute, include_in_schema=False)
 
 CLOSED_RUNS_SHOWN_DAYS = 30
+POOL_OWNER_PREFIX = pool_owner_id("")
 SNAIC_TIMEOUT_MARK = "aucune réponse de SNAIC"
 KIND_LABELS = {
     "topup": "Recharge : remboursement en échec",
@@ -54,6 +60,7 @@ KIND_LABELS = {
     "activation": "Activation : annulation incomplète",
     "line_operation": "Opération sur ligne : annulation incomplète",
     "funding": "Portefeuille : remboursement en échec",
+    "renewal_refund": "Renouvellement : remboursement en échec",
 }
 
 
@@ -70,6 +77,7 @@ class AttentionItem:
     wallet_id: str | None = None  # a wallet funding: its wallet and funding ids, its company
     funding_id: str | None = None
     company_id: str | None = None
+    pool_id: str | None = None  # a pool's subscription
 
     @property
     def label(self) -> str:
@@ -193,9 +201,19 @@ def _visibility_scope(principal: Principal) -> str:
     return " AND " + " AND ".join(clauses)
 
 
-def _line_of(workflow_id: str) -> str | None:
-    """`deprovision/{org}/{line}` and `line-op/{org}/{line}/…` name their line."""
+def _pool_of(workflow_id: str) -> str | None:
+    """`subscription/{org}/pool-{pool}` names its pool."""
     parts = workflow_id.split("/")
+    owner = parts[2] if len(parts) == 3 and parts[0] == "subscription" else ""
+    return owner.removeprefix(POOL_OWNER_PREFIX) if owner.startswith(POOL_OWNER_PREFIX) else None
+
+
+def _line_of(workflow_id: str) -> str | None:
+    """`deprovision/{org}/{line}`, `line-op/{org}/{line}/…` and `subscription/{org}/{line}` name their line
+    (`subscription/{org}/pool-{pool}` names a pool)."""
+    parts = workflow_id.split("/")
+    if len(parts) == 3 and parts[0] == "subscription":
+        return None if parts[2].startswith("pool-") else parts[2]
     return parts[2] if len(parts) >= 3 and parts[0] in ("deprovision", "line-op") else None
 
 
@@ -228,6 +246,23 @@ async def _workflows_waiting(state: AppState, principal: Principal) -> tuple[lis
                             workflow_id=execution.id,
                             line_id=line_id,
                             action="retry" if line_id else None,
+                        )
+                    )
+                elif execution.workflow_type == "SubscriptionWorkflow" and running:
+                    current = await client.get_workflow_handle(execution.id).query(
+                        "attention_state", result_type=AttentionState
+                    )
+                    if not current.attention:
+                        continue  # already answered, visibility lags behind
+                    items.append(
+                        AttentionItem(
+                            kind="renewal_refund",
+                            reason=current.attention,
+                            since=current.since,
+                            workflow_id=execution.id,
+                            line_id=line_id,
+                            pool_id=_pool_of(execution.id),
+                            action="compensation",
                         )
                     )
                 elif execution.workflow_type in ("SimActivationWorkflow", "LineOperationWorkflow"):
@@ -391,6 +426,29 @@ async def resolve_compensation(
     answer = ResolveCompensation(action=action, requested_by=principal.label, note=note.strip())
     try:
         await resolve_line_compensation(session, state, principal, line_id, workflow_id, answer)
+    except DomainError as err:
+        await session.rollback()
+        return await _home(request, principal, session, state, problem=err.reason, status_code=422)
+    return RedirectResponse("/portal/home?done=compensation", status_code=303)
+
+
+@router.post("/pools/{pool_id}/compensation", dependencies=[CsrfChecked])
+async def resolve_pool_refund(
+    pool_id: str,
+    request: Request,
+    principal: PortalPrincipalDep,
+    session: SessionDep,
+    state: StateDep,
+    action: Annotated[str, Form(max_length=32)] = "",
+    note: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    """The queue's action on a pool's renewal whose refund failed: its subscription's `resolve_compensation`
+    Update (retry the refund, or refunded by hand)."""
+    if action not in ("retry", "resolved_manually"):
+        return await _home(request, principal, session, state, problem="Décision inconnue.", status_code=422)
+    answer = ResolveCompensation(action=action, requested_by=principal.label, note=note.strip())
+    try:
+        await resolve_pool_compensation(session, state, principal, pool_id, answer)
     except DomainError as err:
         await session.rollback()
         return await _home(request, principal, session, state, problem=err.reason, status_code=422)

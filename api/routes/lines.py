@@ -54,6 +54,7 @@ from domain.models import Company, EndUser, Line, Plan, SimCard, UpdateRecord
 from domain.pagination import ID_DIGITS, AnySelect, by_id
 from domain.services import lines as line_service
 from domain.services import listings
+from domain.subscription_contracts import subscription_workflow_id
 from infra.temporal import workflow_ui_url
 from starters.lines import start_activation, start_deprovisioning, start_line_operation
 from workflows.deprovisioning import DeprovisioningWorkflow
@@ -441,11 +442,20 @@ async def resolve_line_compensation(
     workflow_id: str,
     answer: ResolveCompensation,
 ) -> str:
-    """The `resolve_compensation` Update of the line's activation or operation whose compensation failed for
-    good: `retry` the failed compensations, or `resolved_manually`."""
+    """The `resolve_compensation` Update of the line's activation, operation or subscription (a renewal's
+    refund) whose compensation failed for good: `retry` the failed compensations, or `resolved_manually`."""
     line = await load_line(session, principal, line_id, Action.WRITE)
-    if workflow_id != line.activation_workflow_id and not workflow_id.startswith(f"line-op/{line.org_id}/{line.id}/"):
+    if (
+        workflow_id != line.activation_workflow_id
+        and workflow_id != subscription_workflow_id(line.org_id, line.id)
+        and not workflow_id.startswith(f"line-op/{line.org_id}/{line.id}/")
+    ):
         raise NotFound("workflow_id", "processus introuvable sur cette ligne")
+    return await send_compensation_answer(state, workflow_id, answer)
+
+
+async def send_compensation_answer(state: AppState, workflow_id: str, answer: ResolveCompensation) -> str:
+    """Staff's answer to a workflow waiting for them (`resolve_compensation`), its refusals in French."""
     handle = (await state.temporal()).get_workflow_handle(workflow_id)
     try:
         action: str = await handle.execute_update("resolve_compensation", answer, result_type=str)

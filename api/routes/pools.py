@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import AppState, PrincipalDep, SessionDep, StateDep
 from api.guard import audit_note
-from api.routes.lines import load_line
+from api.routes.lines import load_line, send_compensation_answer
 from api.schemas import Request
 from domain.authz import Action, Principal, TenantChain, authorize
 from domain.enums import LineStatus
 from domain.errors import NotFound
+from domain.lifecycle_contracts import ResolveCompensation
 from domain.models import Company, Line, Plan, Pool, Subscription
 from domain.pools import pool_owner_id, pool_renewal
 from domain.services.pools import add_member, create_pool, members_of, remove_member
@@ -89,6 +90,16 @@ async def _pool(session: AsyncSession, principal: Principal, pool_id: str, actio
         raise NotFound(None, "pool introuvable")
     authorize(principal, action, TenantChain(pool.org_id, pool.company_id), "pool")
     return pool
+
+
+async def resolve_pool_compensation(
+    session: AsyncSession, state: AppState, principal: Principal, pool_id: str, answer: ResolveCompensation
+) -> str:
+    """The `resolve_compensation` Update of the pool's subscription whose renewal refund failed for good:
+    `retry` the refund, or `resolved_manually`."""
+    pool = await _pool(session, principal, pool_id, Action.WRITE)
+    workflow_id = subscription_workflow_id(pool.org_id, pool_owner_id(pool.id))
+    return await send_compensation_answer(state, workflow_id, answer)
 
 
 async def pool_out(session: AsyncSession, state: AppState, pool: Pool) -> PoolOut:

@@ -281,3 +281,76 @@ async def test_the_reconciler_starts_a_pool_subscription_which_pays_and_grants_i
     assert account is not None
     assert [(b.id, b.value) for b in account.balances] == [(period_balance_id(plan_id, 1), 4 * BYTES_PER_GB)]
     await temporal_client.get_workflow_handle(wf_id).terminate("test: the first period is what is checked")
+
+
+async def renewing_lines(settings: Settings, count: int) -> tuple[str, list[str]]:
+    """`count` renewing lines of one new organisation."""
+    org_id, company_id, first = await renewing_line(settings)
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_sessionmaker(engine).begin() as session:
+            model = await session.get(Line, first)
+            assert model is not None
+            lines = [
+                Line(
+                    org_id=org_id,
+                    company_id=company_id,
+                    msisdn=f"+3367000030{n}",
+                    plan_id=model.plan_id,
+                    status=LineStatus.ACTIVE,
+                    next_renewal_on=model.next_renewal_on,
+                )
+                for n in range(count - 1)
+            ]
+            session.add_all(lines)
+            await session.flush()
+            return org_id, [first, *(line.id for line in lines)]
+    finally:
+        await engine.dispose()
+
+
+async def test_the_reconciler_pages_through_more_lines_than_one_batch(
+    renewal_worker: None, renewal_settings: Settings, temporal_client: Client
+) -> None:
+    """Five lines, pages of two: every line gets its workflow, one activity per page (keyset on the id), and a
+    second pass starts none of them again."""
+    org_id, line_ids = await renewing_lines(renewal_settings, 5)
+    ours = {subscription_workflow_id(org_id, line_id) for line_id in line_ids}
+    scan = ReconcileScan(task_queue=renewal_settings.task_queue, batch_size=2)
+    try:
+        handle = await temporal_client.start_workflow(
+            RenewalReconcilerWorkflow.run,
+            scan,
+            id=f"renewal-reconciler-test-{uuid.uuid4().hex[:8]}",
+            task_queue=renewal_settings.task_queue,
+        )
+        result = await handle.result()
+        assert ours <= set(result.started), result
+        batches = [
+            event.activity_task_scheduled_event_attributes
+            async for event in handle.fetch_history_events()
+            if event.HasField("activity_task_scheduled_event_attributes")
+            and event.activity_task_scheduled_event_attributes.activity_type.name == "subscriptions.reconcile_batch"
+        ]
+        # At least three pages of lines for five (more lines of this module's other tests may come between),
+        # then the pools and the terminated lines, one page each at least.
+        assert len(batches) >= 3 + 2, len(batches)
+        for wf_id in ours:
+            assert await status_of(temporal_client, wf_id) == WorkflowExecutionStatus.RUNNING
+
+        async def none_started_again() -> bool:
+            again = await temporal_client.execute_workflow(
+                RenewalReconcilerWorkflow.run,
+                scan,
+                id=f"renewal-reconciler-test-{uuid.uuid4().hex[:8]}",
+                task_queue=renewal_settings.task_queue,
+            )
+            return not ours & set(again.started) and again.running >= len(ours)
+
+        await eventually(none_started_again, "a second pass finds the five workflows running")
+    finally:
+        for wf_id in ours:
+            try:
+                await temporal_client.get_workflow_handle(wf_id).terminate("test: the start is what is checked")
+            except RPCError:
+                pass

@@ -37,6 +37,7 @@ from domain.pools import pool_owner_id
 from domain.renewal_calendar import RenewalCalendar
 from domain.subscription_contracts import (
     LoadSubscription,
+    PoolMembersQuery,
     QuotePlan,
     QuotePool,
     RecordRenewal,
@@ -504,3 +505,27 @@ async def test_nothing_is_charged_for_a_dynamic_pool_without_active_members(
     async with db() as session:
         debits = await session.execute(select(WalletEntry).where(WalletEntry.reference == charge.idempotency_key))
     assert debits.scalar_one_or_none() is None
+
+
+async def test_pool_members_lists_the_pools_lines_by_status(db: async_sessionmaker[AsyncSession]) -> None:
+    """The lines a pool's dunning suspends (active), resumes (suspended) and terminates: its own only."""
+    org_id, pool_id = await _dynamic_pool(db)
+    acts = activities(db)
+    wf_id = subscription_workflow_id(org_id, pool_owner_id(pool_id))
+    terms = await acts.load(
+        LoadSubscription(org_id=org_id, line_id="", pool_id=pool_id, workflow_id=wf_id, today=date(2027, 3, 1))
+    )
+    async with db() as session:
+        lines = (await session.execute(select(Line).where(Line.pool_id == pool_id).order_by(Line.id))).scalars().all()
+    by_status = {s: sorted(line.id for line in lines if line.status == s) for s in ("active", "suspended")}
+
+    everyone = await acts.pool_members(PoolMembersQuery(subscription_id=terms.subscription_id))
+    assert [m.line_id for m in everyone.members] == [line.id for line in lines]  # not the line outside the pool
+    assert {m.company_id for m in everyone.members} == {terms.company_id}
+    active = await acts.pool_members(PoolMembersQuery(subscription_id=terms.subscription_id, statuses=["active"]))
+    assert [m.line_id for m in active.members] == by_status["active"] and len(active.members) == 2
+    both = await acts.pool_members(
+        PoolMembersQuery(subscription_id=terms.subscription_id, statuses=["active", "suspended"])
+    )
+    assert sorted(m.line_id for m in both.members) == sorted(by_status["active"] + by_status["suspended"])
+    assert {m.status for m in both.members} == {"active", "suspended"}

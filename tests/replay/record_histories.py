@@ -44,6 +44,13 @@ from domain.billing_contracts import (
     IssuePeriodInvoice,
 )
 from domain.outbox_contracts import OutboxBatch, OutboxBatchResult, OutboxRelay
+from domain.subscription_contracts import (
+    ReconcileBatch,
+    ReconcileBatchResult,
+    ReconcileOrphans,
+    ReconcileScan,
+    subscription_workflow_id,
+)
 from infra.processes import venv_bin
 from tests.workflows.fakes import FakeCfast, FakeRecords, customer_input
 from worker import WORKFLOWS
@@ -53,6 +60,7 @@ from workflows.billing_run import BillingRunWorkflow, MonthlyBillingWorkflow
 from workflows.billing_run import workflow_id as billing_run_id
 from workflows.cfast_customer import CfastCustomerWorkflow, workflow_id
 from workflows.outbox_relay import OutboxRelayWorkflow
+from workflows.renewal_reconciler import RenewalReconcilerWorkflow
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 TASK_QUEUE = "replay-recording"
@@ -185,6 +193,45 @@ def _outbox_relay(case: str, *, stop_when_idle: bool) -> Callable[[Client, str],
     return run
 
 
+class FakeReconciler:
+    """The reconciler's pages without a database: five renewing lines in pages of two, one pool, one terminated
+    line, one orphan."""
+
+    def activities(self) -> list[Callable[..., Any]]:
+        lines = [f"line-{n}" for n in range(5)]
+
+        @activity.defn(name=names.SUBSCRIPTION_RECONCILE_BATCH)
+        async def reconcile_batch(data: ReconcileBatch) -> ReconcileBatchResult:
+            if data.kind == "lines":
+                page = [line for line in lines if line > data.after][: data.batch_size]
+                full = len(page) == data.batch_size
+                started = [subscription_workflow_id("org-replay", line) for line in page]
+                return ReconcileBatchResult(started=started, next_after=page[-1] if full else None)
+            if data.kind == "pools":
+                return ReconcileBatchResult(running=1)
+            return ReconcileBatchResult(ended=[subscription_workflow_id("org-replay", "line-gone")])
+
+        @activity.defn(name=names.SUBSCRIPTION_RECONCILE_ORPHANS)
+        async def reconcile_orphans(_data: ReconcileScan) -> ReconcileOrphans:
+            return ReconcileOrphans(orphans=[subscription_workflow_id("org-replay", "ghost")])
+
+        return [reconcile_batch, reconcile_orphans]
+
+
+def _renewal_reconciler(client: Client, task_queue: str) -> Awaitable[WorkflowHandle[Any, Any]]:
+    async def run() -> WorkflowHandle[Any, Any]:
+        handle = await client.start_workflow(
+            RenewalReconcilerWorkflow.run,
+            ReconcileScan(task_queue=task_queue, batch_size=2),
+            id="renewal-reconciler-replay",
+            task_queue=task_queue,
+        )
+        await handle.result()
+        return handle
+
+    return run()
+
+
 CASES: list[Case] = [
     Case(
         "CfastCustomerWorkflow",
@@ -237,6 +284,12 @@ CASES: list[Case] = [
     ),
     Case("BillingRunWorkflow", "two_companies_one_empty", lambda: FakeBilling().activities(), _billing_run),
     Case("MonthlyBillingWorkflow", "two_organisations", lambda: FakeBilling().activities(), _monthly_billing),
+    Case(
+        "RenewalReconcilerWorkflow",
+        "three_pages_of_lines",
+        lambda: FakeReconciler().activities(),
+        _renewal_reconciler,
+    ),
 ]
 
 

@@ -23,6 +23,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from domain.lifecycle_contracts import ResolveCompensation
 from infra.processes import venv_bin
 from tests.workflows.subscription_fakes import FakeSubscriptionStore, Handle, due_tomorrow, running, today
 from workflows._search import ALL_KEYS
@@ -114,6 +115,46 @@ async def _pool(env: WorkflowEnvironment, case: str, kind: str, payer_pays: bool
     return handle
 
 
+async def _pool_members_dunning(env: WorkflowEnvironment, case: str, recover_on_day: int | None) -> Handle:
+    """A pool's dunning reaching its member lines: suspended on day 8, then resumed by a payment or
+    terminated."""
+    store = FakeSubscriptionStore(
+        anchor=due_tomorrow(await today(env)),
+        pool_id=f"pool-{case.replace('_', '-')}",
+        members=["line-a", "line-b"],
+        payer_pays=False,
+    )
+    async with running(env, store, case) as handle:
+        if recover_on_day is not None:
+            expiry: date = store.calendar.period_end(0)
+            when = at_midnight(expiry + timedelta(days=recover_on_day)) + timedelta(hours=1)
+            await env.sleep(when - await env.get_current_time())
+            store.payer_pays = True
+            await handle.execute_update(SubscriptionWorkflow.renew_now)
+            await handle.execute_update(SubscriptionWorkflow.cancel)
+        await handle.result()
+    return handle
+
+
+async def _refund_needs_attention(env: WorkflowEnvironment, case: str) -> Handle:
+    """The renewal's grant fails, then its refund: needs_attention; a staff retry refunds it, dunning begins,
+    the line ends."""
+    store = FakeSubscriptionStore(anchor=due_tomorrow(await today(env)), grant_fails=True, refund_fails=True)
+    async with running(env, store, case) as handle:
+        expiry: date = store.calendar.period_end(0)
+        await env.sleep(at_midnight(expiry) + timedelta(hours=1) - await env.get_current_time())
+        while (await handle.query(SubscriptionWorkflow.attention_state)).attention is None:
+            await asyncio.sleep(0.05)
+        store.refund_fails = False
+        answer = ResolveCompensation(action="retry", requested_by="staff", note="nouvel essai")
+        await handle.execute_update(SubscriptionWorkflow.resolve_compensation, answer)
+        while await handle.query(SubscriptionWorkflow.business_status) != "dunning":
+            await asyncio.sleep(0.05)
+        await handle.signal(SubscriptionWorkflow.line_ended)
+        await handle.result()
+    return handle
+
+
 CASES: dict[str, Scenario] = {
     "renewal_card": lambda env, case: _renewal(env, case, "card"),
     "renewal_wallet": lambda env, case: _renewal(env, case, "wallet"),
@@ -129,6 +170,9 @@ CASES: dict[str, Scenario] = {
     "pool_static_renewal": lambda env, case: _pool(env, case, "static"),
     "pool_dynamic_renewal": lambda env, case: _pool(env, case, "dynamic"),
     "pool_dunning_to_end": lambda env, case: _pool(env, case, "dynamic", payer_pays=False),
+    "renewal_refund_needs_attention_retried": _refund_needs_attention,
+    "pool_dunning_members_terminated": lambda env, case: _pool_members_dunning(env, case, None),
+    "pool_dunning_members_recovered_on_day_10": lambda env, case: _pool_members_dunning(env, case, 10),
 }
 
 

@@ -31,6 +31,9 @@ from domain.subscription_contracts import (
     DunningDays,
     LoadSubscription,
     PlanQuote,
+    PoolMember,
+    PoolMembers,
+    PoolMembersQuery,
     PoolQuote,
     QuotePlan,
     QuotePool,
@@ -71,10 +74,15 @@ class FakeSubscriptionStore:
     dunning: DunningDays = field(default_factory=DunningDays)
     payer_pays: bool = True
     charge_gate: asyncio.Event | None = None  # when set, a charge waits for it (a renewal held in flight)
-    # A pool's subscription: its kind and its active members (change them while it runs).
+    grant_fails: bool = False  # the OCS refuses the period's grant (the charge is then refunded)
+    refund_fails: bool = False  # the payment provider refuses the refund (flip it to let a retry succeed)
+    refund_calls: list[str] = field(default_factory=list)
+    # A pool's subscription: its kind and its member lines (change them while it runs), each active unless
+    # `member_statuses` says otherwise (line operations and deprovisioning of a member change it).
     pool_id: str | None = None
     pool_kind: str = "static"
     members: list[str] = field(default_factory=list)
+    member_statuses: dict[str, str] = field(default_factory=dict)
     pool_quotes: list[PoolQuote] = field(default_factory=list)
     plans: dict[str, PlanQuote] = field(
         default_factory=lambda: {
@@ -154,11 +162,27 @@ class FakeSubscriptionStore:
     async def quote_pool(self, data: QuotePool) -> PoolQuote:
         plan = self.plans[self.next_plan_id or self.plan_id]
         renewal = pool_renewal(
-            self.pool_kind, price_minor=plan.price_minor, data_bytes=plan.data_bytes, members=len(self.members)
+            self.pool_kind, price_minor=plan.price_minor, data_bytes=plan.data_bytes, members=self.active_members()
         )
         quote = PoolQuote(members=renewal.members, amount_minor=renewal.amount_minor, data_bytes=renewal.data_bytes)
         self.pool_quotes.append(quote)
         return quote
+
+    def member_status(self, line_id: str) -> str:
+        return self.member_statuses.get(line_id, "active")
+
+    def active_members(self) -> int:
+        return sum(1 for m in self.members if self.member_status(m) == "active")
+
+    @activity.defn(name=names.SUBSCRIPTION_POOL_MEMBERS)
+    async def pool_members(self, data: PoolMembersQuery) -> PoolMembers:
+        return PoolMembers(
+            members=[
+                PoolMember(line_id=m, company_id="company-1", status=self.member_status(m))
+                for m in sorted(self.members)
+                if not data.statuses or self.member_status(m) in data.statuses
+            ]
+        )
 
     @activity.defn(name=names.SUBSCRIPTION_QUOTE_PLAN)
     async def quote_plan(self, data: QuotePlan) -> PlanQuote:
@@ -181,11 +205,16 @@ class FakeSubscriptionStore:
 
     @activity.defn(name=names.SUBSCRIPTION_REFUND)
     async def refund(self, data: RenewalRefund) -> str:
+        self.refund_calls.append(data.idempotency_key)
+        if self.refund_fails:
+            raise ApplicationError("remboursement refusé", type="payment.refund_failed", non_retryable=True)
         self.refunds.setdefault(data.idempotency_key, data)
         return f"refund:{data.idempotency_key}"
 
     @activity.defn(name=names.PROV_OCS_GRANT_PLAN)
     async def grant(self, data: OcsGrant) -> ExternalCallResult:
+        if self.grant_fails:
+            raise ApplicationError("ocs : crédit refusé", type="ocs.rejected", non_retryable=True)
         if self.pool_id and data.account not in self.ocs_accounts:  # as the OCS client: the account must exist
             raise ApplicationError("ocs ACCOUNT_NOT_FOUND", type="ocs.not_found", non_retryable=True)
         self.grants.setdefault(data.request_id, data)
@@ -227,11 +256,20 @@ class FakeSubscriptionStore:
     @activity.defn(name=FAKE_LINE_OP)
     async def line_operation(self, data: LineOperationInput) -> None:
         self.line_operations.append(data)
+        if data.line_id in self.members:
+            status = self.member_status(data.line_id)
+            self.member_statuses[data.line_id] = {"suspend": "suspended", "resume": "active"}.get(
+                data.operation, status
+            )
+            return
         self.line_status = {"suspend": "suspended", "resume": "active"}.get(data.operation, self.line_status)
 
     @activity.defn(name=FAKE_DEPROVISION)
     async def deprovision(self, data: DeprovisioningInput) -> None:
         self.deprovisioned.append(data)
+        if data.line_id in self.members:
+            self.member_statuses[data.line_id] = "terminated"
+            return
         self.line_status = "terminated"
 
     def activities(self) -> list[Callable[..., Any]]:
@@ -239,6 +277,7 @@ class FakeSubscriptionStore:
             self.load,
             self.quote_plan,
             self.quote_pool,
+            self.pool_members,
             self.charge,
             self.refund,
             self.grant,

@@ -1,5 +1,6 @@
 """A pool's subscription (`subscription/{org}/pool-{pool}`) on the time-skipping test server: the pool renews
-as a whole, static at its plan's price and data, dynamic per member active at renewal time."""
+as a whole, static at its plan's price and data, dynamic per member active at renewal time; its dunning
+suspends, resumes and terminates its member lines."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 from domain.pools import pool_ocs_account
 from domain.subscription_contracts import charge_key, period_balance_id
 from tests.workflows.subscription_fakes import FakeSubscriptionStore, due_tomorrow, running, today
+from workflows.subscription import SubscriptionWorkflow, at_midnight
 
 GB = 1 << 30
 PRICE, DATA = 1500, 5 * GB  # the fakes' `plan-basic`
@@ -65,18 +67,74 @@ async def test_a_dynamic_pool_charges_and_grants_per_member_counting_a_new_membe
     assert len(store.charge_calls) == 3
 
 
-async def test_an_unpaid_pool_goes_through_dunning_and_ends_without_touching_lines(
+async def test_an_unpaid_pool_suspends_then_terminates_each_member_line(
     time_skipping_env: WorkflowEnvironment,
 ) -> None:
     start = await today(time_skipping_env)
     store = FakeSubscriptionStore(
-        anchor=due_tomorrow(start), pool_id="pool-u1", pool_kind="dynamic", members=["line-a"], payer_pays=False
+        anchor=due_tomorrow(start),
+        pool_id="pool-u1",
+        pool_kind="dynamic",
+        members=["line-a", "line-b", "line-gone"],
+        member_statuses={"line-gone": "terminated"},
+        payer_pays=False,
     )
+    expiry = store.calendar.period_end(0)
     async with running(time_skipping_env, store) as handle:
+        day_9 = at_midnight(expiry + timedelta(days=9)) + timedelta(hours=1)
+        await time_skipping_env.sleep(day_9 - await time_skipping_env.get_current_time())
+        assert await handle.query(SubscriptionWorkflow.business_status) == "suspended"
+        assert store.member_statuses == {"line-a": "suspended", "line-b": "suspended", "line-gone": "terminated"}
         result = await handle.result()
 
     assert result.status == "ended" and result.reason == "terminated_unpaid" and result.period == 0
     stages = [n.data["stage"] for n in store.notices_of("dunning")]
     assert stages == ["retry", "second_attempt", "suspension", "termination"]
     assert not store.charges and not store.grants and not store.transactions
-    assert not store.line_operations and not store.deprovisioned  # a pool has no line of its own
+    assert sorted((op.line_id, op.operation) for op in store.line_operations) == [
+        ("line-a", "suspend"),
+        ("line-b", "suspend"),
+    ]
+    # Each member through the deprovisioning workflow, as an unpaid line; the terminated one left alone.
+    assert sorted(d.line_id for d in store.deprovisioned) == ["line-a", "line-b"]
+    assert {d.request_id for d in store.deprovisioned} == {"subscription-pool-pool-u1-period-1"}
+    assert all(d.requested_by == handle.id for d in store.deprovisioned)
+    assert store.member_statuses == {"line-a": "terminated", "line-b": "terminated", "line-gone": "terminated"}
+
+
+async def test_a_payment_on_day_10_resumes_each_suspended_member_and_regrants_the_pool(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    start = await today(time_skipping_env)
+    store = FakeSubscriptionStore(
+        anchor=due_tomorrow(start),
+        pool_id="pool-r1",
+        pool_kind="static",
+        members=["line-a", "line-b", "line-c"],
+        member_statuses={"line-c": "suspended"},  # suspended by staff before: not the pool's to resume
+        payer_pays=False,
+    )
+    expiry = store.calendar.period_end(0)
+    async with running(time_skipping_env, store) as handle:
+        day_10 = at_midnight(expiry + timedelta(days=10)) + timedelta(hours=1)
+        await time_skipping_env.sleep(day_10 - await time_skipping_env.get_current_time())
+        assert await handle.query(SubscriptionWorkflow.business_status) == "suspended"
+        assert store.member_statuses == {"line-a": "suspended", "line-b": "suspended", "line-c": "suspended"}
+        store.payer_pays = True
+        outcome = await handle.execute_update(SubscriptionWorkflow.renew_now)
+        assert outcome.renewed and outcome.period == 1
+        assert await handle.query(SubscriptionWorkflow.business_status) == "active"
+        await handle.execute_update(SubscriptionWorkflow.cancel)
+        result = await handle.result()
+
+    operations = sorted((op.line_id, op.operation) for op in store.line_operations)
+    assert operations == [("line-a", "resume"), ("line-a", "suspend"), ("line-b", "resume"), ("line-b", "suspend")]
+    assert store.member_statuses == {"line-a": "active", "line-b": "active", "line-c": "suspended"}
+    assert store.deprovisioned == []
+    assert list(store.transactions) == [charge_key(handle.id, 1)]
+    grants = list(store.grants.values())
+    assert [(g.account, g.balance_id, g.value_bytes) for g in grants] == [
+        (pool_ocs_account("pool-r1"), period_balance_id("plan-basic", 1), DATA)
+    ]
+    assert len(store.notices_of("recovered")) == 1
+    assert result.reason == "expired" and len(store.charges) == 1
