@@ -47,12 +47,14 @@ browser-deps:
 	  else echo "chromium missing: browser tests will be skipped"; fi; }
 
 # The test run activates 200 SIMs in bulk; `make bulk-activation` measures 1,000 (var/bench/bulk_activation_1000.json).
+# Each run keeps its temporary files under var/pytest: pytest's shared default keeps only the last three runs of
+# the machine, so another pytest started meanwhile would delete this run's files (session databases, FTP roots).
 test-sqlite: $(STAMP) browser-deps
-	SIMFLOW_BULK_SIMS=200 $(BIN)/pytest -q
+	SIMFLOW_BULK_SIMS=200 $(BIN)/pytest -q --basetemp=$(CURDIR)/var/pytest/sqlite
 
 test-postgres: $(STAMP)
 	@if [ -n "$$SIMFLOW_TEST_POSTGRES_URL" ]; then \
-	  SIMFLOW_TEST_BACKEND=postgres SIMFLOW_BULK_SIMS=200 $(BIN)/pytest -q -m "not browser"; \
+	  SIMFLOW_TEST_BACKEND=postgres SIMFLOW_BULK_SIMS=200 $(BIN)/pytest -q -m "not browser" --basetemp=$(CURDIR)/var/pytest/postgres; \
 	else echo "SIMFLOW_TEST_POSTGRES_URL not set: PostgreSQL run skipped"; fi
 
 test: lock-check lint typecheck migrations-check test-sqlite test-postgres
