@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.authz import Action, Principal, TenantChain, authorize
+from domain.authz import Action, Principal, PrincipalKind, TenantChain, authorize
 from domain.contracts import TopUpInput
 from domain.enums import (
     TOPUP_PAYMENT_METHODS,
@@ -113,6 +113,14 @@ async def submit_topup(
     if principal is not None:
         authorize(principal, Action.WRITE, TenantChain(line.org_id, line.company_id, line.end_user_id), "ligne")
     check_request(request)
+    if (
+        principal is not None
+        and principal.kind is PrincipalKind.END_USER
+        and request.payment_method is PaymentMethod.ACCOUNT
+    ):
+        # Seed 000: an end user pays with the organisation's card processor or the wallet; the company's
+        # account is billed by its own staff's choice.
+        raise ValidationFailed("payment_method", "un utilisateur final paie par carte ou par portefeuille")
     sim = await session.get(SimCard, line.sim_id) if line.sim_id else None
     org_id, msisdn, iccid = line.org_id, line.msisdn, sim.iccid if sim else None
     topup = await find_topup_by_key(session, org_id, request.idempotency_key)

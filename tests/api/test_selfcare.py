@@ -461,3 +461,22 @@ async def test_an_end_user_changes_their_password_from_the_self_care_space(porta
             data={"email": email, "password": new_password, "csrf_token": csrf_from(login.text)},
         )
         assert done.status_code == 303
+
+
+async def test_an_end_user_cannot_recharge_on_the_companys_account(portal: Portal, pair: Pair) -> None:  # noqa: F811
+    async def alice_topups() -> int:
+        async with portal.app.state.simflow.sessionmaker() as session:
+            query = select(func.count()).select_from(TopUp).where(TopUp.line_id == pair.alice_line)
+            return (await session.execute(query)).scalar_one()
+
+    before = await alice_topups()
+    async with _self_care(portal, pair.alice) as client:
+        token = csrf_from((await client.get("/self-care/home")).text)
+        refused = await client.post(
+            f"/api/v1/lines/{pair.alice_line}/recharges",
+            json={"data_gb": 1, "payment_method": "account"},
+            headers={"X-CSRF-Token": token, "Idempotency-Key": uuid.uuid4().hex},
+        )
+    assert refused.status_code == 422, refused.text
+    assert "payment_method" in refused.text and "portefeuille" in refused.text
+    assert await alice_topups() == before
