@@ -50,11 +50,12 @@ browser-deps:
 # Each run keeps its temporary files under var/pytest: pytest's shared default keeps only the last three runs of
 # the machine, so another pytest started meanwhile would delete this run's files (session databases, FTP roots).
 test-sqlite: $(STAMP) browser-deps
+	mkdir -p var/pytest
 	SIMFLOW_BULK_SIMS=200 $(BIN)/pytest -q --basetemp=$(CURDIR)/var/pytest/sqlite
 
 test-postgres: $(STAMP)
 	@if [ -n "$$SIMFLOW_TEST_POSTGRES_URL" ]; then \
-	  SIMFLOW_TEST_BACKEND=postgres SIMFLOW_BULK_SIMS=200 $(BIN)/pytest -q -m "not browser" --basetemp=$(CURDIR)/var/pytest/postgres; \
+	  mkdir -p var/pytest && SIMFLOW_TEST_BACKEND=postgres SIMFLOW_BULK_SIMS=200 $(BIN)/pytest -q -m "not browser" --basetemp=$(CURDIR)/var/pytest/postgres; \
 	else echo "SIMFLOW_TEST_POSTGRES_URL not set: PostgreSQL run skipped"; fi
 
 test: lock-check lint typecheck migrations-check test-sqlite test-postgres
