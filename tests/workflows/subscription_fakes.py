@@ -207,7 +207,7 @@ class FakeSubscriptionStore:
     async def refund(self, data: RenewalRefund) -> str:
         self.refund_calls.append(data.idempotency_key)
         if self.refund_fails:
-            raise ApplicationError("remboursement refusé", type="payment.refund_failed", non_retryable=True)
+            raise ApplicationError("remboursement refusé", type="stripe.rejected", non_retryable=True)
         self.refunds.setdefault(data.idempotency_key, data)
         return f"refund:{data.idempotency_key}"
 
