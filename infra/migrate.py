@@ -25,7 +25,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, PendingRollbackError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from infra.db import create_engine, is_sqlite
@@ -137,7 +137,7 @@ async def _upgrade(url: str) -> tuple[str | None, str | None]:
                 after = await _revision(connection)
                 await connection.commit()
             finally:
-                if locked:
+                if locked and not connection.invalidated:  # a lost session has released its lock already
                     await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
         return before, after
     finally:
@@ -153,6 +153,8 @@ def lost_connection(exc: BaseException) -> bool:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, PendingRollbackError):  # the connection was invalidated inside its transaction
             return True
         if isinstance(current, ConnectionError | TimeoutError):
             return True

@@ -185,8 +185,10 @@ def test_migrate_whose_connection_is_lost_midway_starts_over_and_finishes(
     env, target = migrate_environment(services, tmp_path, fresh_database)
     argv = [sys.executable, "-m", "infra.migrate"]
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # The migration's own transaction once it has written (DDL gives it a transaction id), not the connection that
+    # holds the advisory lock: killing that one after the upgrade's commit would find nothing to start over.
     in_transaction = (
-        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND xact_start IS NOT NULL "
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_xid IS NOT NULL "
         "AND state IN ('active', 'idle in transaction') AND pid <> pg_backend_pid()"
     )
     deadline = time.monotonic() + 60
@@ -194,8 +196,7 @@ def test_migrate_whose_connection_is_lost_midway_starts_over_and_finishes(
         assert proc.poll() is None, "the migration ended before it could be interrupted"
         assert time.monotonic() < deadline, "no migration transaction seen"
         time.sleep(0.02)
-    time.sleep(0.2)  # in the middle of the DDL
-    for pid in pids:
+    for pid in pids:  # in the middle of the DDL
         asyncio.run(_admin("SELECT pg_terminate_backend($1)", pid))
     output = proc.communicate(timeout=180)[0]
     assert proc.returncode == 0, output
