@@ -126,9 +126,13 @@ async def test_the_same_renew_now_sent_twice_joins_the_renewal_in_flight_and_pay
     gate = asyncio.Event()
     store = FakeSubscriptionStore(anchor=start, auto_renew_mode="prompt", charge_gate=gate)
     async with running(time_skipping_env, store) as handle:
+        await time_skipping_env.sleep(timedelta(days=1))  # the subscription is open
         first = asyncio.create_task(handle.execute_update(SubscriptionWorkflow.renew_now, args=[1, "click"]))
-        while not store.charge_calls:  # the first click's charge is under way
+        for _ in range(600):  # the first click's charge is under way
+            if store.charge_calls or first.done():
+                break
             await asyncio.sleep(0.05)
+        assert store.charge_calls, first.result() if first.done() else "no charge within 30 s"
         second = asyncio.create_task(handle.execute_update(SubscriptionWorkflow.renew_now, args=[1, "click"]))
         with pytest.raises(WorkflowUpdateFailedError) as other_request:
             await handle.execute_update(SubscriptionWorkflow.renew_now, args=[1, "another-click"])
