@@ -22,6 +22,8 @@ from activities.payments import saved_card
 from domain.enums import (
     AutoRenewMode,
     BusinessStatus,
+    DeploymentKind,
+    DeploymentStatus,
     DunningStage,
     InvoiceStatus,
     LineStatus,
@@ -35,6 +37,8 @@ from domain.enums import (
 from domain.errors import DomainError, ErrorCode
 from domain.models import (
     Company,
+    Deployment,
+    DeploymentItem,
     DunningPolicy,
     EndUser,
     Line,
@@ -297,6 +301,10 @@ class SubscriptionActivities:
             if data.statuses:
                 query = query.where(Line.status.in_([LineStatus(s) for s in data.statuses]))
             rows = (await session.execute(query.order_by(Line.id))).all()
+            if data.changed_by_operation:
+                changed = await _last_completed_changes(session, [line_id for line_id, _, _ in rows])
+                suffix = f"/{data.changed_by_operation}"
+                rows = [row for row in rows if (changed.get(row[0]) or "").endswith(suffix)]
         return PoolMembers(
             members=[PoolMember(line_id=i, company_id=c, status=LineStatus(st).value) for i, c, st in rows]
         )
@@ -905,3 +913,20 @@ async def _recipient(session: AsyncSession, subscription: Subscription) -> str |
             return end_user.email
     company = await session.get(Company, subscription.company_id)
     return company.billing_email if company is not None else None
+
+
+async def _last_completed_changes(session: AsyncSession, line_ids: list[str]) -> dict[str, str]:
+    """The workflow id of each line's latest completed line change (suspension, resumption, plan change)."""
+    if not line_ids:
+        return {}
+    rows = await session.execute(
+        select(DeploymentItem.line_id, Deployment.workflow_id)
+        .join(Deployment, Deployment.id == DeploymentItem.deployment_id)
+        .where(
+            DeploymentItem.line_id.in_(line_ids),
+            Deployment.kind == DeploymentKind.MODIFY_LINE,
+            Deployment.status == DeploymentStatus.COMPLETED,
+        )
+        .order_by(Deployment.updated_at, Deployment.id)
+    )
+    return {line_id: workflow_id or "" for line_id, workflow_id in rows if line_id is not None}

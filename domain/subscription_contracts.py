@@ -123,10 +123,13 @@ class PoolQuote(Contract):
 
 
 class PoolMembersQuery(Contract):
-    """The member lines of a pool's subscription in one of `statuses` (all members when empty)."""
+    """The member lines of a pool's subscription in one of `statuses` (all members when empty). With
+    `changed_by_operation` (the end of a line operation's workflow id, e.g. `suspend-subscription-{key}`),
+    only the members whose latest completed line change is that operation."""
 
     subscription_id: str
     statuses: list[str] = Field(default_factory=list)
+    changed_by_operation: str = ""
 
 
 class PoolMember(Contract):

@@ -111,6 +111,11 @@ REFUND_WAITS_PATCH = "renewal-refund-waits-for-staff"
 COMPENSATION_ACTIONS = ("retry", "resolved_manually")
 
 
+def member_operation(operation: str, key: str) -> str:
+    """The end of the workflow id of a line operation a pool's dunning runs on one member."""
+    return f"{operation}-subscription-{key}"
+
+
 def at_midnight(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
 
@@ -657,10 +662,14 @@ class SubscriptionWorkflow:
 
     # --- a pool's members ------------------------------------------------------------------------
 
-    async def _pool_members(self, terms: SubscriptionTerms, statuses: list[str]) -> list[PoolMember]:
+    async def _pool_members(
+        self, terms: SubscriptionTerms, statuses: list[str], changed_by_operation: str = ""
+    ) -> list[PoolMember]:
         found = await saga.local_step(
             names.SUBSCRIPTION_POOL_MEMBERS,
-            PoolMembersQuery(subscription_id=terms.subscription_id, statuses=statuses),
+            PoolMembersQuery(
+                subscription_id=terms.subscription_id, statuses=statuses, changed_by_operation=changed_by_operation
+            ),
             PoolMembers,
         )
         return found.members
@@ -703,7 +712,7 @@ class SubscriptionWorkflow:
                     operation=operation,
                     requested_by=workflow.info().workflow_id,
                 ),
-                id=f"line-op/{terms.org_id}/{member.line_id}/{operation}-subscription-{key}",
+                id=f"line-op/{terms.org_id}/{member.line_id}/{member_operation(operation, key)}",
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
 
@@ -720,9 +729,11 @@ class SubscriptionWorkflow:
     async def _resume_members(self, terms: SubscriptionTerms, period: int) -> None:
         """A payment during a pool's suspension: the members it suspended are resumed before the pool's
         allowance is granted again. A run that did not suspend them itself (a restart) resumes the members
-        suspended now. A member that cannot be resumed fails the renewal (refunded, as for a line)."""
+        whose latest line change is this period's suspension, never a line suspended for another reason. A
+        member that cannot be resumed fails the renewal (refunded, as for a line)."""
         if self._suspended_members is None:
-            self._suspended_members = await self._pool_members(terms, ["suspended"])
+            suspension = member_operation("suspend", self._member_key(terms, period))
+            self._suspended_members = await self._pool_members(terms, ["suspended"], suspension)
         key = f"{self._member_key(terms, period)}-attempt-{self._attempts}"
         done, failed = await self._each_member(
             list(self._suspended_members), self._member_operation(terms, "resume", key)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
 import pytest
@@ -17,9 +17,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 
 from activities.subscriptions import SubscriptionActivities
-from domain.enums import AutoRenewMode, InvoiceStatus, LineStatus, PlanType, PoolKind, SubscriptionKind, WalletOwnerType
+from domain.enums import (
+    AutoRenewMode,
+    DeploymentKind,
+    DeploymentStatus,
+    InvoiceStatus,
+    LineStatus,
+    PlanType,
+    PoolKind,
+    SubscriptionKind,
+    WalletOwnerType,
+)
 from domain.models import (
     Company,
+    Deployment,
+    DeploymentItem,
     Invoice,
     Line,
     Notification,
@@ -529,3 +541,55 @@ async def test_pool_members_lists_the_pools_lines_by_status(db: async_sessionmak
     )
     assert sorted(m.line_id for m in both.members) == sorted(by_status["active"] + by_status["suspended"])
     assert {m.status for m in both.members} == {"active", "suspended"}
+
+
+async def test_pool_members_changed_by_an_operation_are_those_whose_latest_completed_change_it_is(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    """What a restarted pool resumes: the members its dunning suspended, not those staff changed since."""
+    org_id, pool_id = await _dynamic_pool(db)
+    acts = activities(db)
+    wf_id = subscription_workflow_id(org_id, pool_owner_id(pool_id))
+    terms = await acts.load(
+        LoadSubscription(org_id=org_id, line_id="", pool_id=pool_id, workflow_id=wf_id, today=date(2027, 3, 1))
+    )
+    ours = f"suspend-subscription-{pool_owner_id(pool_id)}-period-1"
+    at = datetime(2027, 3, 10, 8, tzinfo=UTC)
+    async with db.begin() as session:
+        lines = (await session.execute(select(Line).where(Line.pool_id == pool_id).order_by(Line.id))).scalars().all()
+        ours_only, changed_since, failed_ours = lines[0], lines[1], lines[2]
+        for line in lines:
+            line.status = LineStatus.SUSPENDED
+        changes = [
+            (ours_only, ours, DeploymentStatus.COMPLETED, 0),
+            (changed_since, ours, DeploymentStatus.COMPLETED, 0),
+            (changed_since, "resume-portal-1", DeploymentStatus.COMPLETED, 1),
+            (changed_since, "suspend-portal-2", DeploymentStatus.COMPLETED, 2),
+            (failed_ours, "suspend-portal-3", DeploymentStatus.COMPLETED, 0),
+            (failed_ours, ours, DeploymentStatus.FAILED, 1),
+        ]
+        for line, operation, status, minutes in changes:
+            deployment = Deployment(
+                org_id=org_id,
+                company_id=line.company_id,
+                kind=DeploymentKind.MODIFY_LINE,
+                status=status,
+                workflow_id=f"line-op/{org_id}/{line.id}/{operation}",
+                created_by="test",
+                updated_at=at + timedelta(minutes=minutes),
+            )
+            session.add(deployment)
+            await session.flush()
+            session.add(DeploymentItem(deployment_id=deployment.id, line_id=line.id))
+
+    found = await acts.pool_members(
+        PoolMembersQuery(subscription_id=terms.subscription_id, statuses=["suspended"], changed_by_operation=ours)
+    )
+    assert [m.line_id for m in found.members] == [ours_only.id]
+    other_period = ours.replace("period-1", "period-2")
+    none = await acts.pool_members(
+        PoolMembersQuery(
+            subscription_id=terms.subscription_id, statuses=["suspended"], changed_by_operation=other_period
+        )
+    )
+    assert none.members == []

@@ -83,6 +83,8 @@ class FakeSubscriptionStore:
     pool_kind: str = "static"
     members: list[str] = field(default_factory=list)
     member_statuses: dict[str, str] = field(default_factory=dict)
+    # The workflow id of each member's latest line operation (staff's, or a pool dunning's).
+    member_changes: dict[str, str] = field(default_factory=dict)
     pool_quotes: list[PoolQuote] = field(default_factory=list)
     plans: dict[str, PlanQuote] = field(
         default_factory=lambda: {
@@ -180,7 +182,11 @@ class FakeSubscriptionStore:
             members=[
                 PoolMember(line_id=m, company_id="company-1", status=self.member_status(m))
                 for m in sorted(self.members)
-                if not data.statuses or self.member_status(m) in data.statuses
+                if (not data.statuses or self.member_status(m) in data.statuses)
+                and (
+                    not data.changed_by_operation
+                    or self.member_changes.get(m, "").endswith(f"/{data.changed_by_operation}")
+                )
             ]
         )
 
@@ -257,6 +263,7 @@ class FakeSubscriptionStore:
     async def line_operation(self, data: LineOperationInput) -> None:
         self.line_operations.append(data)
         if data.line_id in self.members:
+            self.member_changes[data.line_id] = activity.info().workflow_id
             status = self.member_status(data.line_id)
             self.member_statuses[data.line_id] = {"suspend": "suspended", "resume": "active"}.get(
                 data.operation, status

@@ -9,6 +9,7 @@ from datetime import timedelta
 from temporalio.testing import WorkflowEnvironment
 
 from domain.pools import pool_ocs_account
+from domain.renewal_calendar import add_months
 from domain.subscription_contracts import charge_key, period_balance_id
 from tests.workflows.subscription_fakes import FakeSubscriptionStore, due_tomorrow, running, today
 from workflows.subscription import SubscriptionWorkflow, at_midnight
@@ -138,3 +139,42 @@ async def test_a_payment_on_day_10_resumes_each_suspended_member_and_regrants_th
     ]
     assert len(store.notices_of("recovered")) == 1
     assert result.reason == "expired" and len(store.charges) == 1
+
+
+async def test_a_restarted_pool_in_suspension_resumes_only_the_members_its_dunning_suspended(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """A run started again during the suspension stage (the reconciler, after a termination) does not know
+    what its predecessor suspended: it resumes the members whose latest line change is the pool's suspension
+    of this period, never a line staff suspended."""
+    start = await today(time_skipping_env)
+    store = FakeSubscriptionStore(
+        anchor=add_months(start - timedelta(days=9), -1),  # the period ended 9 days ago: suspension stage
+        pool_id="pool-s1",
+        pool_kind="static",
+        members=["line-a", "line-b", "line-c", "line-d"],
+        member_statuses={"line-a": "suspended", "line-b": "suspended", "line-c": "suspended"},
+        member_changes={
+            "line-a": "line-op/org/line-a/suspend-subscription-pool-pool-s1-period-1",
+            "line-b": "line-op/org/line-b/suspend-portal-4f2a",  # staff's
+            # line-c: suspended by the pool's dunning, then resumed and suspended again by staff
+            "line-c": "line-op/org/line-c/suspend-portal-9c1d",
+        },
+        status="suspended",
+        dunning_stage="suspension",
+        payer_pays=True,
+    )
+    async with running(time_skipping_env, store) as handle:
+        # The run catches up with the retry days it missed: the first one pays.
+        await time_skipping_env.sleep(timedelta(hours=1))
+        assert await handle.query(SubscriptionWorkflow.business_status) == "active"
+        await handle.execute_update(SubscriptionWorkflow.cancel)
+        await handle.result()
+    assert list(store.transactions) == [charge_key(handle.id, 1)]
+
+    assert [(op.line_id, op.operation) for op in store.line_operations] == [("line-a", "resume")]
+    assert store.member_statuses == {
+        "line-a": "active",
+        "line-b": "suspended",
+        "line-c": "suspended",
+    }
