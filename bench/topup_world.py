@@ -62,11 +62,13 @@ class World:
     lines: list[str] = field(default_factory=list)
 
 
-_counter = iter(range(1, 10_000_000))
+# Numbers follow each other from a random start, drawn once: distinct within a process (a storm's ten
+# thousand lines), and unlikely to meet those of another process writing to the same database.
+_counter = iter(range(uuid.uuid4().int % 10_000_000, 100_000_000))
 
 
 def _next_numbers() -> tuple[str, str, str]:
-    n = next(_counter) + int(uuid.uuid4().int % 1_000_000) * 10
+    n = next(_counter)
     iccid = iccid_with_check_digit(f"8933150{n:011d}")
     imsi = f"20815{n:010d}"
     msisdn = f"+3367{n % 10_000_000:07d}"  # 067x: metropolitan mobile numbers

@@ -235,9 +235,31 @@ class RenewOutcome(Contract):
 # --- the daily reconciler (`renewal-reconciler`) -----------------------------------------------------
 
 
+REPORTED_IDS = 100
+
+
+class ReconcileProgress(Contract):
+    """Where a reconciler pass is, carried across continue-as-new: the next page (`kind`, `after`) and the
+    totals so far, with the first `REPORTED_IDS` workflow ids started and ended."""
+
+    kind: str = "lines"
+    after: str = ""
+    started: list[str] = Field(default_factory=list)
+    started_count: int = 0
+    ended: list[str] = Field(default_factory=list)
+    ended_count: int = 0
+    running: int = 0
+    runs: int = 1
+
+
 class ReconcileScan(Contract):
+    """`pages_per_run`: pages one run of the reconciler reads before it continues as new (its history stays
+    short whatever the number of lines); `progress`: where the previous run stopped."""
+
     task_queue: str = "simflow"
     batch_size: int = 500
+    pages_per_run: int = 100
+    progress: ReconcileProgress | None = None
 
 
 class ReconcileBatch(Contract):
@@ -264,9 +286,14 @@ class ReconcileOrphans(Contract):
 
 class ReconcileResult(Contract):
     """`started`: workflows started for subscriptions (or renewing lines) that had none; `ended`: workflows
-    told that their line is terminated; `orphans`: running subscription workflows whose line is gone."""
+    told that their line is terminated; `orphans`: running subscription workflows whose line is gone.
+    Paged runs list the first `REPORTED_IDS` of `started` and `ended`, and count them all; `runs`: the runs
+    the pass took (continue-as-new)."""
 
     started: list[str] = Field(default_factory=list)
     running: int = 0
     ended: list[str] = Field(default_factory=list)
     orphans: list[str] = Field(default_factory=list)
+    started_count: int = 0
+    ended_count: int = 0
+    runs: int = 1

@@ -13,9 +13,11 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from domain.subscription_contracts import (
+        REPORTED_IDS,
         ReconcileBatch,
         ReconcileBatchResult,
         ReconcileOrphans,
+        ReconcileProgress,
         ReconcileResult,
         ReconcileScan,
     )
@@ -24,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
 
 SCHEDULE_ID = "renewal-reconciler"
 BATCHES_PATCH = "reconciler-batches"
+CONTINUES_PATCH = "reconciler-continues-as-new"
 KINDS = ("lines", "pools", "ended")
 
 
@@ -47,11 +50,11 @@ class RenewalReconcilerWorkflow:
         return result
 
     async def _in_batches(self, data: ReconcileScan) -> ReconcileResult:
-        started: list[str] = []
-        ended: list[str] = []
-        running = 0
-        for kind in KINDS:
-            after = ""
+        continues = workflow.patched(CONTINUES_PATCH)
+        progress = data.progress or ReconcileProgress()
+        pages = 0
+        for kind in KINDS[KINDS.index(progress.kind) :]:
+            after = progress.after if kind == progress.kind else ""
             while True:
                 batch = await workflow.execute_activity(
                     names.SUBSCRIPTION_RECONCILE_BATCH,
@@ -61,12 +64,14 @@ class RenewalReconcilerWorkflow:
                     heartbeat_timeout=policies.BATCH_HEARTBEAT_TIMEOUT,
                     retry_policy=policies.DATABASE_RETRY,
                 )
-                started.extend(batch.started)
-                ended.extend(batch.ended)
-                running += batch.running
+                progress = _added(progress, batch, bounded=continues)
+                pages += 1
                 if batch.next_after is None:
                     break
                 after = batch.next_after
+                if continues and (pages >= data.pages_per_run or workflow.info().is_continue_as_new_suggested()):
+                    following = progress.model_copy(update={"kind": kind, "after": after, "runs": progress.runs + 1})
+                    workflow.continue_as_new(data.model_copy(update={"progress": following}))
         orphans = await workflow.execute_activity(
             names.SUBSCRIPTION_RECONCILE_ORPHANS,
             data,
@@ -75,4 +80,28 @@ class RenewalReconcilerWorkflow:
             heartbeat_timeout=policies.BATCH_HEARTBEAT_TIMEOUT,
             retry_policy=policies.DATABASE_RETRY,
         )
-        return ReconcileResult(started=started, running=running, ended=ended, orphans=orphans.orphans)
+        return ReconcileResult(
+            started=progress.started,
+            running=progress.running,
+            ended=progress.ended,
+            orphans=orphans.orphans,
+            started_count=progress.started_count,
+            ended_count=progress.ended_count,
+            runs=progress.runs,
+        )
+
+
+def _added(progress: ReconcileProgress, batch: ReconcileBatchResult, *, bounded: bool) -> ReconcileProgress:
+    """The totals with one more page; with `bounded` the id lists keep their first `REPORTED_IDS`."""
+    started, ended = progress.started + batch.started, progress.ended + batch.ended
+    if bounded:
+        started, ended = started[:REPORTED_IDS], ended[:REPORTED_IDS]
+    return progress.model_copy(
+        update={
+            "started": started,
+            "started_count": progress.started_count + len(batch.started),
+            "ended": ended,
+            "ended_count": progress.ended_count + len(batch.ended),
+            "running": progress.running + batch.running,
+        }
+    )

@@ -218,18 +218,23 @@ class FakeReconciler:
         return [reconcile_batch, reconcile_orphans]
 
 
-def _renewal_reconciler(client: Client, task_queue: str) -> Awaitable[WorkflowHandle[Any, Any]]:
-    async def run() -> WorkflowHandle[Any, Any]:
-        handle = await client.start_workflow(
-            RenewalReconcilerWorkflow.run,
-            ReconcileScan(task_queue=task_queue, batch_size=2),
-            id="renewal-reconciler-replay",
-            task_queue=task_queue,
-        )
-        await handle.result()
-        return handle
+def _renewal_reconciler(pages_per_run: int = 100) -> Callable[[Client, str], Awaitable[WorkflowHandle[Any, Any]]]:
+    """The first run's history (with `pages_per_run=1`, the run that continues as new after one page)."""
 
-    return run()
+    def start(client: Client, task_queue: str) -> Awaitable[WorkflowHandle[Any, Any]]:
+        async def run() -> WorkflowHandle[Any, Any]:
+            handle = await client.start_workflow(
+                RenewalReconcilerWorkflow.run,
+                ReconcileScan(task_queue=task_queue, batch_size=2, pages_per_run=pages_per_run),
+                id=f"renewal-reconciler-replay-{pages_per_run}",
+                task_queue=task_queue,
+            )
+            await handle.result()
+            return client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
+
+        return run()
+
+    return start
 
 
 CASES: list[Case] = [
@@ -288,7 +293,13 @@ CASES: list[Case] = [
         "RenewalReconcilerWorkflow",
         "three_pages_of_lines",
         lambda: FakeReconciler().activities(),
-        _renewal_reconciler,
+        _renewal_reconciler(),
+    ),
+    Case(
+        "RenewalReconcilerWorkflow",
+        "continues_as_new_after_a_page",
+        lambda: FakeReconciler().activities(),
+        _renewal_reconciler(pages_per_run=1),
     ),
 ]
 
