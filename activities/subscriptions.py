@@ -90,6 +90,7 @@ from domain.subscription_contracts import (
     SubscriptionInput,
     SubscriptionNotice,
     SubscriptionTerms,
+    changed_by,
     subscription_workflow_id,
 )
 from integrations.cfast import CfastClient
@@ -303,8 +304,7 @@ class SubscriptionActivities:
             rows = (await session.execute(query.order_by(Line.id))).all()
             if data.changed_by_operation:
                 changed = await _last_completed_changes(session, [line_id for line_id, _, _ in rows])
-                suffix = f"/{data.changed_by_operation}"
-                rows = [row for row in rows if (changed.get(row[0]) or "").endswith(suffix)]
+                rows = [row for row in rows if changed_by(changed.get(row[0], ""), data.changed_by_operation)]
         return PoolMembers(
             members=[PoolMember(line_id=i, company_id=c, status=LineStatus(st).value) for i, c, st in rows]
         )

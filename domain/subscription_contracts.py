@@ -122,10 +122,17 @@ class PoolQuote(Contract):
     data_bytes: int
 
 
+def changed_by(workflow_id: str, operation: str) -> bool:
+    """Whether a line operation's workflow id (`line-op/{org}/{line}/{operation}`) is `operation` or one of its
+    follow-ups (`{operation}-attempt-2-undone`, say), never another key that merely starts alike."""
+    last = workflow_id.rsplit("/", 1)[-1]
+    return last == operation or last.startswith(f"{operation}-")
+
+
 class PoolMembersQuery(Contract):
     """The member lines of a pool's subscription in one of `statuses` (all members when empty). With
     `changed_by_operation` (the end of a line operation's workflow id, e.g. `suspend-subscription-{key}`),
-    only the members whose latest completed line change is that operation."""
+    only the members whose latest completed line change is that operation or a follow-up (`changed_by`)."""
 
     subscription_id: str
     statuses: list[str] = Field(default_factory=list)

@@ -108,6 +108,9 @@ SUSPENDABLE_MEMBER_STATUSES = ["active"]
 TERMINABLE_MEMBER_STATUSES = ["active", "suspended", "inactive"]
 # A renewal refund that fails for good waits for staff (runs before it went on, the refund left undone).
 REFUND_WAITS_PATCH = "renewal-refund-waits-for-staff"
+# A pool's renewal whose member resumptions partly fail suspends again the members it resumed (runs before it
+# left them in service while the pool stayed unpaid).
+RESUME_ALL_OR_NONE_PATCH = "pool-resume-all-or-none"
 COMPENSATION_ACTIONS = ("retry", "resolved_manually")
 
 
@@ -730,7 +733,8 @@ class SubscriptionWorkflow:
         """A payment during a pool's suspension: the members it suspended are resumed before the pool's
         allowance is granted again. A run that did not suspend them itself (a restart) resumes the members
         whose latest line change is this period's suspension, never a line suspended for another reason. A
-        member that cannot be resumed fails the renewal (refunded, as for a line)."""
+        member that cannot be resumed fails the renewal (refunded, as for a line), and the members this attempt
+        resumed are suspended again."""
         if self._suspended_members is None:
             suspension = member_operation("suspend", self._member_key(terms, period))
             self._suspended_members = await self._pool_members(terms, ["suspended"], suspension)
@@ -740,6 +744,12 @@ class SubscriptionWorkflow:
         )
         resumed = {m.line_id for m in done}
         self._suspended_members = [m for m in self._suspended_members if m.line_id not in resumed]
+        if failed and done and workflow.patched(RESUME_ALL_OR_NONE_PATCH):
+            # The renewal is refunded: the lines it put back in service are suspended again, as the pool is.
+            suspended_again, _ = await self._each_member(
+                done, self._member_operation(terms, "suspend", f"{key}-undone")
+            )
+            self._suspended_members.extend(suspended_again)
         if failed:
             raise failed[0][1]
 

@@ -136,6 +136,27 @@ async def _pool_members_dunning(env: WorkflowEnvironment, case: str, recover_on_
     return handle
 
 
+async def _pool_member_resume_refused(env: WorkflowEnvironment, case: str) -> Handle:
+    """A payment on day 10 whose resumption of one member is refused: refunded, the other member suspended
+    again; a second payment resumes both."""
+    store = FakeSubscriptionStore(
+        anchor=due_tomorrow(await today(env)),
+        pool_id=f"pool-{case.replace('_', '-')}",
+        members=["line-a", "line-b"],
+        payer_pays=False,
+    )
+    async with running(env, store, case) as handle:
+        expiry: date = store.calendar.period_end(0)
+        await env.sleep(at_midnight(expiry + timedelta(days=10)) + timedelta(hours=1) - await env.get_current_time())
+        store.payer_pays, store.failing_operations = True, {("line-b", "resume")}
+        await handle.execute_update(SubscriptionWorkflow.renew_now, args=[0, "pay-1"])
+        store.failing_operations = set()
+        await handle.execute_update(SubscriptionWorkflow.renew_now, args=[0, "pay-2"])
+        await handle.execute_update(SubscriptionWorkflow.cancel)
+        await handle.result()
+    return handle
+
+
 async def _refund_needs_attention(env: WorkflowEnvironment, case: str) -> Handle:
     """The renewal's grant fails, then its refund: needs_attention; a staff retry refunds it, dunning begins,
     the line ends."""
@@ -173,6 +194,7 @@ CASES: dict[str, Scenario] = {
     "renewal_refund_needs_attention_retried": _refund_needs_attention,
     "pool_dunning_members_terminated": lambda env, case: _pool_members_dunning(env, case, None),
     "pool_dunning_members_recovered_on_day_10": lambda env, case: _pool_members_dunning(env, case, 10),
+    "pool_member_resume_refused_then_paid": _pool_member_resume_refused,
 }
 
 

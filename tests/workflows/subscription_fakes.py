@@ -46,6 +46,7 @@ from domain.subscription_contracts import (
     SubscriptionNotice,
     SubscriptionResult,
     SubscriptionTerms,
+    changed_by,
     subscription_workflow_id,
 )
 from workflows import activity_names as names
@@ -85,6 +86,8 @@ class FakeSubscriptionStore:
     member_statuses: dict[str, str] = field(default_factory=dict)
     # The workflow id of each member's latest line operation (staff's, or a pool dunning's).
     member_changes: dict[str, str] = field(default_factory=dict)
+    # (line, operation) pairs whose line operation fails (SNAIC refuses it, say).
+    failing_operations: set[tuple[str, str]] = field(default_factory=set)
     pool_quotes: list[PoolQuote] = field(default_factory=list)
     plans: dict[str, PlanQuote] = field(
         default_factory=lambda: {
@@ -185,7 +188,7 @@ class FakeSubscriptionStore:
                 if (not data.statuses or self.member_status(m) in data.statuses)
                 and (
                     not data.changed_by_operation
-                    or self.member_changes.get(m, "").endswith(f"/{data.changed_by_operation}")
+                    or changed_by(self.member_changes.get(m, ""), data.changed_by_operation)
                 )
             ]
         )
@@ -262,6 +265,8 @@ class FakeSubscriptionStore:
     @activity.defn(name=FAKE_LINE_OP)
     async def line_operation(self, data: LineOperationInput) -> None:
         self.line_operations.append(data)
+        if (data.line_id, data.operation) in self.failing_operations:
+            raise ApplicationError(f"{data.operation} refusé par SNAIC", type="snaic.rejected", non_retryable=True)
         if data.line_id in self.members:
             self.member_changes[data.line_id] = activity.info().workflow_id
             status = self.member_status(data.line_id)

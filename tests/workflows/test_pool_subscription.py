@@ -178,3 +178,43 @@ async def test_a_restarted_pool_in_suspension_resumes_only_the_members_its_dunni
         "line-b": "suspended",
         "line-c": "suspended",
     }
+
+
+async def test_a_member_that_cannot_be_resumed_refunds_the_payment_and_the_others_are_suspended_again(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """Service follows payment: a renewal refunded because one member stayed suspended leaves none of them in
+    service; the next payment resumes them all."""
+    start = await today(time_skipping_env)
+    store = FakeSubscriptionStore(
+        anchor=due_tomorrow(start),
+        pool_id="pool-p1",
+        pool_kind="static",
+        members=["line-a", "line-b"],
+        payer_pays=False,
+    )
+    expiry = store.calendar.period_end(0)
+    async with running(time_skipping_env, store) as handle:
+        day_10 = at_midnight(expiry + timedelta(days=10)) + timedelta(hours=1)
+        await time_skipping_env.sleep(day_10 - await time_skipping_env.get_current_time())
+        assert store.member_statuses == {"line-a": "suspended", "line-b": "suspended"}
+        store.payer_pays = True
+        store.failing_operations = {("line-b", "resume")}
+        refused = await handle.execute_update(SubscriptionWorkflow.renew_now, args=[0, "pay-1"])
+        assert not refused.renewed
+        assert store.member_statuses == {"line-a": "suspended", "line-b": "suspended"}
+        assert len(store.refunds) == 1 and not store.grants
+
+        store.failing_operations = set()
+        paid = await handle.execute_update(SubscriptionWorkflow.renew_now, args=[0, "pay-2"])
+        assert paid.renewed and paid.period == 1
+        assert store.member_statuses == {"line-a": "active", "line-b": "active"}
+        await handle.execute_update(SubscriptionWorkflow.cancel)
+        await handle.result()
+
+    operations = [(op.line_id, op.operation) for op in store.line_operations]
+    assert sorted(operations[:2]) == [("line-a", "suspend"), ("line-b", "suspend")]
+    assert sorted(operations[2:4]) == [("line-a", "resume"), ("line-b", "resume")]  # line-b's refused
+    assert operations[4] == ("line-a", "suspend")  # in service without payment: suspended again
+    assert sorted(operations[5:]) == [("line-a", "resume"), ("line-b", "resume")]
+    assert len(store.charges) == 2 and list(store.transactions) == [charge_key(handle.id, 1)]
