@@ -3,6 +3,8 @@
 `POST /_sim/faults`, `DELETE /_sim/faults`, `GET /_sim/calls?op=`, `POST /_sim/reset` (SPEC §3).
 A simulator route wraps its effect in `Simulator.run(...)`, which applies the next queued fault
 for that operation, replays the stored answer for a known idempotency key, and records the call.
+Beyond SPEC §3, a fault may carry `"match": "text"`: only a call whose idempotency key or request holds
+the text takes it, so tests sharing one simulator each aim faults at their own accounts and payments.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ class Fault(BaseModel):
     mode: FaultMode
     times: int = Field(default=1, ge=1, le=1_000_000)
     latency_ms: int = Field(default=0, ge=0, le=600_000)
+    # Only calls whose idempotency key or request holds this text take the fault (a test's own account,
+    # payment or workflow id): calls of other tests sharing the simulator pass untouched.
+    match: str | None = Field(default=None, min_length=1)
+
+    def applies_to(self, op: str, subject: str) -> bool:
+        return (self.op in (op, "*")) and (self.match is None or self.match in subject)
 
 
 class CallRecord(BaseModel):
@@ -64,6 +72,11 @@ class DroppedResponse(Response):
         )
         await send({"type": "http.response.body", "body": b'{"lost', "more_body": True})
         raise ConnectionAbortedError("simulated lost response")
+
+
+def call_subject(key: str | None, request: Any) -> str:
+    """What a fault's `match` is looked for in: the idempotency key and the request, as JSON."""
+    return f"{key or ''} {json.dumps(request, sort_keys=True, default=str, ensure_ascii=False)}"
 
 
 def _fingerprint(payload: Any) -> str:
@@ -102,11 +115,11 @@ class Simulator:
         self._answers.clear()
         self._key_locks.clear()
 
-    def take_fault(self, op: str) -> Fault | None:
-        """The next fault queued for `op`; a wildcard (`*`) fault applies only when none names the op."""
-        fault = next((f for f in self.faults if f.op == op), None) or next(
-            (f for f in self.faults if f.op == "*"), None
-        )
+    def take_fault(self, op: str, subject: str = "") -> Fault | None:
+        """The next fault queued for `op` whose `match` (if any) is in `subject` (the call's key and
+        request); a wildcard (`*`) fault applies only when none names the op."""
+        candidates = [f for f in self.faults if f.applies_to(op, subject)]
+        fault = next((f for f in candidates if f.op == op), None) or next(iter(candidates), None)
         if fault is None:
             return None
         fault.times -= 1
@@ -138,9 +151,9 @@ class Simulator:
             )
         )
 
-    async def apply_fault(self, op: str) -> Fault | None:
+    async def apply_fault(self, op: str, key: str | None = None, request: Any = None) -> Fault | None:
         """Waits out latency faults; returns the fault that must stop the call, if any."""
-        fault = self.take_fault(op)
+        fault = self.take_fault(op, call_subject(key, request))
         if fault is None:
             return None
         if fault.mode is FaultMode.LATENCY:
@@ -175,7 +188,7 @@ class Simulator:
         """
         applied_by = is_applied or _applied_by_status
         request = request or {}
-        fault = await self.apply_fault(op)
+        fault = await self.apply_fault(op, key, request)
         if fault is not None and fault.mode is not FaultMode.LOST_RESPONSE:
             status, body = (error_body or _default_error_body)(fault.mode)
             self.record(op, key=key, applied=False, status_code=status, request=request, fault=fault.mode)

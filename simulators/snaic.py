@@ -76,7 +76,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from starlette.responses import Response
 from stdnum import luhn
 
-from simulators._sim import Fault, FaultMode, Simulator
+from simulators._sim import Fault, FaultMode, Simulator, call_subject
 
 SYSTEM = "snaic"
 
@@ -350,10 +350,10 @@ class SnaicSimulator:
 
     # --- orders ---
 
-    def _take_completion_fault(self, order_type: OrderType) -> Fault | None:
+    def _take_completion_fault(self, order_type: OrderType, subject: str) -> Fault | None:
         op = f"complete_{order_type}"
         for fault in self.sim.faults:
-            if fault.op == op:
+            if fault.op == op and fault.applies_to(op, subject):
                 fault.times -= 1
                 if fault.times <= 0:
                     self.sim.faults.remove(fault)
@@ -370,7 +370,9 @@ class SnaicSimulator:
             created_at=_now(),
         )
         self.state.orders[order.order_id] = order
-        fault = self._take_completion_fault(order_type)
+        fault = self._take_completion_fault(
+            order_type, call_subject(reference, {**request, "line_id": line.line_id, "iccid": line.iccid})
+        )
         task = asyncio.get_running_loop().create_task(self._complete_later(order, fault))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

@@ -276,7 +276,7 @@ def create_app(upstream: str | None = None) -> FastAPI:
             recorded["_stripe_account"] = request.headers["stripe-account"]
         key = request.headers.get("idempotency-key") if method == "POST" else None
 
-        fault = await sim.apply_fault(op)
+        fault = await sim.apply_fault(op, key, recorded)
         if fault is not None and fault.mode is not FaultMode.LOST_RESPONSE:
             status, payload = fault_answer(fault.mode)
             sim.record(op, key=key, applied=False, status_code=status, request=recorded, fault=fault.mode)

@@ -158,10 +158,11 @@ async def make_tenant(
 # --- simulators ----------------------------------------------------------------------------------
 
 
-def add_fault(base_url: str, op: str, mode: str, times: int = 1, latency_ms: int = 0) -> None:
-    httpx.post(
-        f"{base_url}/_sim/faults", json={"op": op, "mode": mode, "times": times, "latency_ms": latency_ms}, timeout=5
-    ).raise_for_status()
+def add_fault(base_url: str, op: str, mode: str, times: int = 1, latency_ms: int = 0, match: str | None = None) -> None:
+    """Queues a fault on a simulator; with `match`, only a call whose key or request holds that text (this
+    test's account, line or workflow id) takes it, never another test's call to the shared simulator."""
+    fault = {"op": op, "mode": mode, "times": times, "latency_ms": latency_ms, "match": match}
+    httpx.post(f"{base_url}/_sim/faults", json=fault, timeout=5).raise_for_status()
 
 
 def clear_faults(*base_urls: str) -> None:

@@ -68,7 +68,8 @@ async def test_a_renewal_refund_refused_for_good_waits_on_the_home_queue_until_s
             msisdn = line.msisdn
     finally:
         await engine.dispose()
-    add_fault(stripe_url, "create_refund", "reject")  # refused for good: not retried
+    # Refused for good (not retried): this organisation's refund only (its key holds the workflow id).
+    add_fault(stripe_url, "create_refund", "reject", match=world.org_id)
 
     workflow_id = await start_subscription_workflow(
         temporal_client,
@@ -155,8 +156,9 @@ async def test_a_pool_renewal_refund_refused_for_good_is_answered_from_the_pool_
             pool_id = pool.id
     finally:
         await engine.dispose()
-    add_fault(ocs_base_url, "APIerSv1.SetBalance", "reject")  # the pool's first grant, refused for good
-    add_fault(stripe_url, "create_refund", "reject")
+    # The pool's first grant, refused for good, then its refund: theirs only, on the shared simulators.
+    add_fault(ocs_base_url, "APIerSv1.SetBalance", "reject", match=pool_ocs_account(pool_id))
+    add_fault(stripe_url, "create_refund", "reject", match=world.org_id)
 
     workflow_id = await start_subscription_workflow(
         temporal_client,

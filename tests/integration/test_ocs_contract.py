@@ -64,12 +64,10 @@ class SimAdmin:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
 
-    async def fault(self, op: str, mode: str, *, times: int = 1, latency_ms: int = 0) -> None:
+    async def fault(self, op: str, mode: str, *, times: int = 1, latency_ms: int = 0, match: str | None = None) -> None:
+        fault = {"op": op, "mode": mode, "times": times, "latency_ms": latency_ms, "match": match}
         async with httpx.AsyncClient(base_url=self.base_url, timeout=5) as http:
-            response = await http.post(
-                "/_sim/faults", json={"op": op, "mode": mode, "times": times, "latency_ms": latency_ms}
-            )
-            response.raise_for_status()
+            (await http.post("/_sim/faults", json=fault)).raise_for_status()
 
     async def calls(self, op: str) -> list[dict[str, Any]]:
         async with httpx.AsyncClient(base_url=self.base_url, timeout=5) as http:
@@ -391,6 +389,20 @@ async def test_reject_fault_is_not_retryable(ocs: OcsClient, admin: SimAdmin) ->
         await ocs.disable_account(account)
     assert caught.value.code == "ACCOUNT_DISABLED" and not caught.value.retryable
     assert (await _account_state(ocs, account)).disabled is False
+
+
+async def test_a_fault_with_a_match_is_taken_only_by_a_call_that_holds_it(ocs: OcsClient, admin: SimAdmin) -> None:
+    """A test sharing a simulator aims its fault at its own account; other accounts' calls pass untouched."""
+    mine, other = _account(), _account()
+    await ocs.set_account(mine)
+    await ocs.set_account(other)
+    await admin.fault("APIerSv2.SetAccount", "reject", match=mine)
+    await ocs.disable_account(other)  # first in line, but not the account named: untouched
+    assert (await _account_state(ocs, other)).disabled is True
+    with pytest.raises(RejectedError):
+        await ocs.disable_account(mine)
+    await ocs.disable_account(mine)  # the fault was taken once
+    assert (await _account_state(ocs, mine)).disabled is True
 
 
 async def test_timeout_fault(own_ocs_url: str, admin: SimAdmin) -> None:

@@ -61,12 +61,10 @@ class ProxyAdmin:
         self.proxy_url = proxy_url
         self.own_localstripe_url = own_localstripe_url
 
-    async def fault(self, op: str, mode: str, *, times: int = 1, latency_ms: int = 0) -> None:
+    async def fault(self, op: str, mode: str, *, times: int = 1, latency_ms: int = 0, match: str | None = None) -> None:
+        fault = {"op": op, "mode": mode, "times": times, "latency_ms": latency_ms, "match": match}
         async with httpx.AsyncClient(base_url=self.proxy_url, timeout=5) as http:
-            response = await http.post(
-                "/_sim/faults", json={"op": op, "mode": mode, "times": times, "latency_ms": latency_ms}
-            )
-            response.raise_for_status()
+            (await http.post("/_sim/faults", json=fault)).raise_for_status()
 
     async def calls(self, op: str) -> list[dict[str, Any]]:
         async with httpx.AsyncClient(base_url=self.proxy_url, timeout=5) as http:
@@ -386,6 +384,18 @@ async def test_error_fault_is_transient_and_nothing_is_created(gateway: StripeGa
 
     assert (await _charge(gateway, card, key)).status == "succeeded"  # not stored: the retry runs
     assert await admin.count("payment_intents") == 1
+
+
+async def test_a_fault_with_a_match_is_taken_only_by_the_request_whose_key_holds_it(
+    gateway: StripeGateway, admin: ProxyAdmin
+) -> None:
+    card = await _customer_with_card(gateway)
+    mine, other = _key(), _key()
+    await admin.fault("create_payment_intent", "error", match=mine)
+    assert (await _charge(gateway, card, other)).status == "succeeded"  # another key: untouched
+    with pytest.raises(TransientError):
+        await _charge(gateway, card, mine)
+    assert (await _charge(gateway, card, mine)).status == "succeeded"
 
 
 async def test_reject_fault_is_a_decline(gateway: StripeGateway, admin: ProxyAdmin) -> None:
