@@ -57,6 +57,7 @@ from domain.subscription_contracts import (
     RenewalRefund,
     SubscriptionChange,
     SubscriptionNotice,
+    SubscriptionTerms,
     charge_key,
     subscription_workflow_id,
 )
@@ -437,6 +438,19 @@ async def _dynamic_pool(db: async_sessionmaker[AsyncSession]) -> tuple[str, str]
         return org.id, pool.id
 
 
+async def _opened_dynamic_pool(
+    db: async_sessionmaker[AsyncSession],
+) -> tuple[str, str, str, SubscriptionActivities, SubscriptionTerms]:
+    """The dynamic pool of `_dynamic_pool`, its subscription opened on 1 March 2027."""
+    org_id, pool_id = await _dynamic_pool(db)
+    acts = activities(db)
+    wf_id = subscription_workflow_id(org_id, pool_owner_id(pool_id))
+    terms = await acts.load(
+        LoadSubscription(org_id=org_id, line_id="", pool_id=pool_id, workflow_id=wf_id, today=date(2027, 3, 1))
+    )
+    return org_id, pool_id, wf_id, acts, terms
+
+
 async def test_a_pool_subscription_opens_due_today_and_renews_for_its_active_members(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -493,12 +507,7 @@ async def test_a_pool_subscription_opens_due_today_and_renews_for_its_active_mem
 async def test_nothing_is_charged_for_a_dynamic_pool_without_active_members(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
-    org_id, pool_id = await _dynamic_pool(db)
-    acts = activities(db)
-    wf_id = subscription_workflow_id(org_id, pool_owner_id(pool_id))
-    terms = await acts.load(
-        LoadSubscription(org_id=org_id, line_id="", pool_id=pool_id, workflow_id=wf_id, today=date(2027, 3, 1))
-    )
+    _org_id, pool_id, wf_id, acts, terms = await _opened_dynamic_pool(db)
     async with db.begin() as session:
         for line in (await session.execute(select(Line).where(Line.pool_id == pool_id))).scalars():
             line.status = LineStatus.SUSPENDED
@@ -521,12 +530,7 @@ async def test_nothing_is_charged_for_a_dynamic_pool_without_active_members(
 
 async def test_pool_members_lists_the_pools_lines_by_status(db: async_sessionmaker[AsyncSession]) -> None:
     """The lines a pool's dunning suspends (active), resumes (suspended) and terminates: its own only."""
-    org_id, pool_id = await _dynamic_pool(db)
-    acts = activities(db)
-    wf_id = subscription_workflow_id(org_id, pool_owner_id(pool_id))
-    terms = await acts.load(
-        LoadSubscription(org_id=org_id, line_id="", pool_id=pool_id, workflow_id=wf_id, today=date(2027, 3, 1))
-    )
+    _org_id, pool_id, _wf_id, acts, terms = await _opened_dynamic_pool(db)
     async with db() as session:
         lines = (await session.execute(select(Line).where(Line.pool_id == pool_id).order_by(Line.id))).scalars().all()
     by_status = {s: sorted(line.id for line in lines if line.status == s) for s in ("active", "suspended")}
@@ -547,12 +551,7 @@ async def test_pool_members_changed_by_an_operation_are_those_whose_latest_compl
     db: async_sessionmaker[AsyncSession],
 ) -> None:
     """What a restarted pool resumes: the members its dunning suspended, not those staff changed since."""
-    org_id, pool_id = await _dynamic_pool(db)
-    acts = activities(db)
-    wf_id = subscription_workflow_id(org_id, pool_owner_id(pool_id))
-    terms = await acts.load(
-        LoadSubscription(org_id=org_id, line_id="", pool_id=pool_id, workflow_id=wf_id, today=date(2027, 3, 1))
-    )
+    org_id, pool_id, _wf_id, acts, terms = await _opened_dynamic_pool(db)
     ours = f"suspend-subscription-{pool_owner_id(pool_id)}-period-1"
     at = datetime(2027, 3, 10, 8, tzinfo=UTC)
     async with db.begin() as session:

@@ -115,15 +115,20 @@ async def _pool(env: WorkflowEnvironment, case: str, kind: str, payer_pays: bool
     return handle
 
 
-async def _pool_members_dunning(env: WorkflowEnvironment, case: str, recover_on_day: int | None) -> Handle:
-    """A pool's dunning reaching its member lines: suspended on day 8, then resumed by a payment or
-    terminated."""
-    store = FakeSubscriptionStore(
+async def _unpaid_pool(env: WorkflowEnvironment, case: str) -> FakeSubscriptionStore:
+    """A pool of two members, due tomorrow, whose payer refuses."""
+    return FakeSubscriptionStore(
         anchor=due_tomorrow(await today(env)),
         pool_id=f"pool-{case.replace('_', '-')}",
         members=["line-a", "line-b"],
         payer_pays=False,
     )
+
+
+async def _pool_members_dunning(env: WorkflowEnvironment, case: str, recover_on_day: int | None) -> Handle:
+    """A pool's dunning reaching its member lines: suspended on day 8, then resumed by a payment or
+    terminated."""
+    store = await _unpaid_pool(env, case)
     async with running(env, store, case) as handle:
         if recover_on_day is not None:
             expiry: date = store.calendar.period_end(0)
@@ -139,12 +144,7 @@ async def _pool_members_dunning(env: WorkflowEnvironment, case: str, recover_on_
 async def _pool_member_resume_refused(env: WorkflowEnvironment, case: str) -> Handle:
     """A payment on day 10 whose resumption of one member is refused: refunded, the other member suspended
     again; a second payment resumes both."""
-    store = FakeSubscriptionStore(
-        anchor=due_tomorrow(await today(env)),
-        pool_id=f"pool-{case.replace('_', '-')}",
-        members=["line-a", "line-b"],
-        payer_pays=False,
-    )
+    store = await _unpaid_pool(env, case)
     async with running(env, store, case) as handle:
         expiry: date = store.calendar.period_end(0)
         await env.sleep(at_midnight(expiry + timedelta(days=10)) + timedelta(hours=1) - await env.get_current_time())
