@@ -40,6 +40,10 @@ CHARGE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
 )
 
+# A renewal's charge retries as long (same key, so never twice): a PSP that is down or overloaded for an hour
+# delays the renewal, it does not end the subscription workflow. Within Stripe's 24 h key retention.
+RENEWAL_CHARGE_WINDOW = timedelta(hours=6)
+
 # Refunds and removal of a credited balance: retried for a while, then the top-up needs attention.
 REFUND_SCHEDULE_TO_CLOSE = timedelta(minutes=5)
 REFUND_RETRY = RetryPolicy(

@@ -439,7 +439,7 @@ class SubscriptionWorkflow:
             ),
             RenewalPaid,
             retry=policies.CHARGE_RETRY,
-            schedule_to_close=timedelta(minutes=10),
+            schedule_to_close=policies.RENEWAL_CHARGE_WINDOW,
         )
 
     async def _renew_next(self) -> RenewOutcome:

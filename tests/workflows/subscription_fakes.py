@@ -86,6 +86,8 @@ class FakeSubscriptionStore:
     member_statuses: dict[str, str] = field(default_factory=dict)
     # The workflow id of each member's latest line operation (staff's, or a pool dunning's).
     member_changes: dict[str, str] = field(default_factory=dict)
+    # Charge attempts that time out (the PSP overloaded) before one goes through.
+    charge_unavailable_attempts: int = 0
     # (line, operation) pairs whose line operation fails (SNAIC refuses it, say).
     failing_operations: set[tuple[str, str]] = field(default_factory=set)
     pool_quotes: list[PoolQuote] = field(default_factory=list)
@@ -204,6 +206,9 @@ class FakeSubscriptionStore:
     @activity.defn(name=names.SUBSCRIPTION_CHARGE)
     async def charge(self, data: RenewalCharge) -> RenewalPaid:
         self.charge_calls.append(data)
+        if self.charge_unavailable_attempts > 0:
+            self.charge_unavailable_attempts -= 1
+            raise ApplicationError("stripe timeout: ReadTimeout", type="stripe.unavailable")
         if self.charge_gate is not None:
             await self.charge_gate.wait()
         if data.idempotency_key not in self.charges:

@@ -265,3 +265,20 @@ async def test_a_terminated_line_ends_its_subscription(time_skipping_env: Workfl
         result = await handle.result()
     assert (result.status, result.reason) == ("ended", "line_ended")
     assert store.charge_calls == []
+
+
+async def test_a_psp_that_times_out_for_half_an_hour_delays_the_renewal_and_charges_once(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """A renewal storm can leave Stripe answering late for a long while: the charge keeps its key and retries
+    (backoff capped at 30 s) instead of failing the subscription workflow after ten minutes."""
+    start = await today(time_skipping_env)
+    store = FakeSubscriptionStore(anchor=due_tomorrow(start), end_after_period=1, charge_unavailable_attempts=70)
+    async with running(time_skipping_env, store) as handle:
+        result = await handle.result()
+
+    assert result.status == "ended" and result.period == 1
+    assert len(store.charge_calls) == 71 and {c.idempotency_key for c in store.charge_calls} == {
+        charge_key(handle.id, 1)
+    }
+    assert list(store.charges) == [charge_key(handle.id, 1)] and list(store.transactions) == [charge_key(handle.id, 1)]
