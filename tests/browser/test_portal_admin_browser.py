@@ -209,6 +209,7 @@ def test_invited_staff_with_limited_permissions_is_refused(page: Page, server: A
     with server.session() as session:
         member = session.scalars(select(StaffUser).where(StaffUser.email == email)).one()
         assert member.permissions == ["plan:read", "sim_card"]
+    page.get_by_test_id("who").click()  # the account menu
     page.get_by_role("button", name="Se déconnecter").click()
     login(page, email, "Provisoire-2026-navigateur!")
     page.get_by_label("Mot de passe actuel").fill("Provisoire-2026-navigateur!")

@@ -124,6 +124,25 @@ def header_keys(page: Page) -> list[str]:
     return page.locator("#sim-table thead th[data-column]").evaluate_all("ths => ths.map(th => th.dataset.column)")
 
 
+def test_the_top_bar_holds_on_one_row_in_a_1280_px_window(page: Page, server: PortalServer) -> None:
+    """Every menu entry on one row, under the row of the brand, the search and the account menu; nothing past
+    the window's edge; the account's actions in their menu."""
+    page.set_viewport_size({"width": 1280, "height": 800})
+    login(page, server.seed.staff_a)
+    expect(page.get_by_role("heading", name="Cartes SIM")).to_be_visible()
+    entries = page.locator(".topbar .mainnav > a, .topbar .mainnav > details > summary")
+    assert entries.count() >= 9
+    tops = entries.evaluate_all("els => els.map(e => e.getBoundingClientRect().top)")
+    assert max(tops) - min(tops) < 8, tops
+    account = page.get_by_test_id("who").evaluate("who => who.getBoundingClientRect().bottom")
+    assert account <= min(tops), (account, tops)
+    assert page.locator(".topbar").evaluate("bar => bar.scrollWidth <= bar.clientWidth")
+    expect(page.get_by_role("button", name="Se déconnecter")).to_be_hidden()
+    page.get_by_test_id("who").click()
+    expect(page.get_by_role("link", name="Mot de passe")).to_be_visible()
+    expect(page.get_by_role("button", name="Se déconnecter")).to_be_visible()
+
+
 def test_login_wrong_password_then_right(page: Page, server: PortalServer) -> None:
     page.goto("/portal/sims")
     expect(page).to_have_url(f"{server.base_url}/portal/login?next=%2Fportal%2Fsims")
@@ -139,6 +158,7 @@ def test_login_wrong_password_then_right(page: Page, server: PortalServer) -> No
     session_cookie = next(c for c in page.context.cookies() if c["name"] == "simflow_session")
     assert session_cookie["httpOnly"] is True
     assert session_cookie["sameSite"] == "Strict"
+    page.get_by_test_id("who").click()  # the account menu
     page.get_by_role("button", name="Se déconnecter").click()
     expect(page.get_by_role("status")).to_have_text("Vous êtes déconnecté.")
 
